@@ -1,0 +1,318 @@
+"""Attention as in the lecture notes, one head, tokens as the columns of I:
+
+    Q = W^q I      K = W^k I      V = W^v I
+    A = K^T Q      A' = normalise(A)      O = V A'
+
+Tensors are row-major (batch, heads, tokens, head_dim), so scores[b, h, i, j] = A[j, i] = k_j . q_i:
+we hold A transposed, and every normalizer runs over keys (dim=-1), the notes' column-wise softmax.
+Multi-head: W^q, W^k, W^v are each one d_model x d_model projection whose output is reshaped into h
+heads of d_model / h dimensions; the h outputs b^{i,1..h} are concatenated and mixed by W^O (out_proj).
+
+Each variant axis is a registry, looked up once when the module is built:
+    SCORES       config.attention_score       (q, k) -> A^T
+    NORMALIZERS  config.attention_normalizer  (A^T, keep) -> A'^T
+    ATTENTION_CLASSES  config.attention_pattern: quadratic attention ("full", "window") or linear.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.cache_utils import DynamicLayer, EncoderDecoderCache
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
+
+from ..configuration.configuration_scratchformer import ScratchformerConfig
+from .positions_scratchformer import apply_rotary
+
+logger = logging.get_logger(__name__)
+
+SCORES: dict[str, type[nn.Module]] = {}  # name -> module: (q, k) -> A^T
+NORMALIZERS: dict[str, Callable] = {}  # name -> f(scores, keep) -> A'^T
+
+
+def register(table, name):
+    """Decorator: add an implementation to a registry under ``name`` (refuses duplicates)."""
+
+    def add(obj):
+        if name in table:
+            raise ValueError(f"{name!r} is already registered")
+        table[name] = obj
+        return obj
+
+    return add
+
+
+# ----------------------------------------------------------------------------------------------- scores
+
+
+@register(SCORES, "dot")
+class DotProductScore(nn.Module):
+    """A = K^T Q / sqrt(d_head): scores[b, h, i, j] = q_i . k_j / sqrt(d_head)."""
+
+    def __init__(self, config: ScratchformerConfig, num_heads, head_dim):
+        super().__init__()
+        self.scale = head_dim**-0.5
+
+    def forward(self, q, k):  # (b, h, i, d), (b, h, j, d)
+        return q @ k.transpose(-1, -2) * self.scale  # (b, h, i, j)
+
+
+@register(SCORES, "additive")
+class AdditiveScore(nn.Module):
+    """Additive (Bahdanau) score, per head: A[j, i] = v^T tanh(W q_i + U k_j), W, U: d_head x d_head, v: d_head."""
+
+    def __init__(self, config: ScratchformerConfig, num_heads, head_dim):
+        super().__init__()
+        self.w_query = nn.Parameter(torch.empty(num_heads, head_dim, head_dim))  # W, one per head
+        self.w_key = nn.Parameter(torch.empty(num_heads, head_dim, head_dim))  # U
+        self.v = nn.Parameter(torch.empty(num_heads, head_dim))  # v
+
+    def forward(self, q, k):  # (b, h, i, d), (b, h, j, d)
+        wq = torch.einsum("bhid,hed->bhie", q, self.w_query)  # (b, h, i, d): W q_i
+        uk = torch.einsum("bhjd,hed->bhje", k, self.w_key)  # (b, h, j, d): U k_j
+        hidden = torch.tanh(wq[:, :, :, None, :] + uk[:, :, None, :, :])  # (b, h, i, j, d)
+        return torch.einsum("bhijd,hd->bhij", hidden, self.v)  # (b, h, i, j)
+
+
+# ------------------------------------------------------------------------------------------ normalizers
+
+
+@register(NORMALIZERS, "softmax")
+def softmax_over_keys(scores, keep):
+    """A' = softmax(A) per query; keep is bool, True = may attend; a query with no key gets 0."""
+    if keep is None:
+        return scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
+    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
+    return weights * keep.any(-1, keepdim=True)
+
+
+def visible_keys(scores, keep):
+    """n: how many keys each query may see, (b or 1, h or 1, i or 1, 1)."""
+    if keep is None:
+        return torch.full((1, 1, 1, 1), scores.shape[-1], dtype=scores.dtype, device=scores.device)
+    return keep.sum(-1, keepdim=True).clamp(min=1).to(scores.dtype)
+
+
+@register(NORMALIZERS, "relu")
+def relu_over_keys(scores, keep):
+    """A' = relu(A) / n, n = number of keys the query may see (ReLU attention, Wortsman et al. 2023)."""
+    weights = torch.relu(scores) / visible_keys(scores, keep)
+    return weights if keep is None else weights.masked_fill(~keep, 0.0)
+
+
+@register(NORMALIZERS, "sigmoid")
+def sigmoid_over_keys(scores, keep):
+    """A' = sigmoid(A - log n), n = number of keys the query may see (sigmoid attention, Ramapuram et al. 2024)."""
+    weights = torch.sigmoid(scores - visible_keys(scores, keep).log())
+    return weights if keep is None else weights.masked_fill(~keep, 0.0)
+
+
+# -------------------------------------------------------------------------------------- eager kernel
+
+
+def causal_keep(num_queries, num_keys, device):
+    """Query t of the last num_queries tokens sees keys 0 .. num_keys - num_queries + t, shape (1, 1, i, j)."""
+    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(num_keys - num_queries)[None, None]
+
+
+def eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The from-scratch path, every score and normalizer: A = score(Q, K), A' = normalise(A), O = A' V.
+
+    transformers' kernel signature; ``scaling`` is ignored (the score module owns its scale).
+    Returns out (b, i, h, d) and the weights A'^T (b, h, i, j).
+    """
+    keep = attention_mask
+    if keep is None and module.is_causal and query.shape[2] > 1:
+        keep = causal_keep(query.shape[2], key.shape[2], query.device)
+    scores = module.score(query, key)  # (b, h, i, j)
+    weights = module.normalize(scores, keep)  # (b, h, i, j)
+    out = F.dropout(weights, p=dropout, training=module.training) @ value  # (b, h, i, d)
+    return out.transpose(1, 2), weights  # (b, i, h, d)
+
+
+# ------------------------------------------------------------------------------------ attention modules
+
+
+class ScratchformerAttention(nn.Module):
+    """Multi-head attention over all keys ("full") or a band |i - j| <= w ("window", via the mask).
+
+    Self-attention when ``key_value_states`` is None, cross-attention (queries from the decoder, keys
+    and values from the encoder output) otherwise. Runs the eager kernel for every score/normalizer,
+    and transformers' ``sdpa`` (or another registered kernel) for dot-product + softmax.
+    """
+
+    def __init__(self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False,
+                 layer_idx=None):
+        super().__init__()
+        self.config = config
+        self.num_heads, self.head_dim = num_heads, config.d_model // num_heads
+        self.is_causal, self.is_cross_attention, self.layer_idx = is_causal, is_cross_attention, layer_idx
+        self.dropout = config.attention_dropout
+        self.scaling = self.head_dim**-0.5
+        self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^q, all heads at once
+        self.k_proj = nn.Linear(config.d_model, config.d_model)  # W^k
+        self.v_proj = nn.Linear(config.d_model, config.d_model)  # W^v
+        self.out_proj = nn.Linear(config.d_model, config.d_model)  # W^O
+        self.score = SCORES[config.attention_score](config, num_heads, self.head_dim)
+        self.normalize = NORMALIZERS[config.attention_normalizer]
+        self.fused_kernel_ok = (config.attention_score, config.attention_normalizer) == ("dot", "softmax")
+
+    def split_heads(self, x):  # (b, n, d_model) -> (b, h, n, d_head)
+        return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, past_key_values=None,
+                position_embeddings=None, output_attentions=False, **kwargs):
+        """hidden_states (b, i, d_model) -> (b, i, d_model), weights (b, h, i, j) or None.
+
+        attention_mask: bool keep mask (b or 1, 1, i, j) or None (see masks_scratchformer);
+        position_embeddings: (cos, sin) of the rotary encoding for the new tokens, or None.
+        """
+        query = self.split_heads(self.q_proj(hidden_states))  # (b, h, i, d)
+        cache = None
+        if isinstance(past_key_values, EncoderDecoderCache):
+            cache = past_key_values.cross_attention_cache if self.is_cross_attention else (
+                past_key_values.self_attention_cache)
+        elif past_key_values is not None and not self.is_cross_attention:
+            cache = past_key_values
+        if self.is_cross_attention and cache is not None and past_key_values.is_updated.get(self.layer_idx):
+            memory = self.recall(cache.layers[self.layer_idx])  # encoder keys/values: computed once per generation
+        else:
+            source = hidden_states if key_value_states is None else key_value_states
+            key, value = self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))  # (b, h, j, d)
+            if position_embeddings is not None:
+                query, key = apply_rotary(query, *position_embeddings), apply_rotary(key, *position_embeddings)
+            memory = self.remember(key, value, cache, attention_mask)
+            if self.is_cross_attention and cache is not None:
+                past_key_values.is_updated[self.layer_idx] = True
+        out, weights = self.attend(query, memory, attention_mask, output_attentions)  # (b, i, h, d)
+        out = self.out_proj(out.reshape(*hidden_states.shape[:-1], -1))  # concat heads, then W^O
+        return out, weights
+
+    # The three steps a pattern may change: what is kept in the cache, how it is read back, how to attend.
+    def remember(self, key, value, cache, attention_mask):
+        """Append this step's keys/values to the cache (if any); return all keys/values to attend to."""
+        return (key, value) if cache is None else cache.update(key, value, self.layer_idx)
+
+    def recall(self, cache_layer):
+        return cache_layer.keys, cache_layer.values
+
+    def attend(self, query, memory, attention_mask, output_attentions):
+        key, value = memory
+        kernel = eager_attention
+        if self.fused_kernel_ok and not output_attentions:
+            kernel = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
+        return kernel(self, query, key, value, attention_mask, scaling=self.scaling,
+                      dropout=self.dropout if self.training else 0.0)
+
+
+# ------------------------------------------------------------------------------------- linear attention
+
+
+def feature_map(x):
+    """phi(x) = elu(x) + 1 > 0 (Katharopoulos et al. 2020, eq. 7)."""
+    return F.elu(x) + 1.0
+
+
+class LinearAttentionState(DynamicLayer):
+    """Constant-size memory of linear attention, one per layer: S = sum_j phi(k_j) v_j^T and z = sum_j phi(k_j).
+
+    Held as ``keys`` = S (b, h, d, d_v) and ``values`` = z (b, h, 1, d), so the cache's beam reordering and
+    batch selection (which index dim 0) apply unchanged; ``get_seq_length`` counts the tokens absorbed.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.num_tokens = 0
+
+    def absorb(self, phi_key, value):
+        """S += phi(K)^T V, z += sum_j phi(k_j); return the state *before* this step (None if empty)."""
+        previous = (self.keys, self.values) if self.is_initialized else None
+        state, normalizer = phi_key.transpose(-1, -2) @ value, phi_key.sum(-2, keepdim=True)  # (b,h,d,dv), (b,h,1,d)
+        if previous is not None:
+            state, normalizer = previous[0] + state, previous[1] + normalizer
+        self.keys, self.values, self.is_initialized = state, normalizer, True
+        self.dtype, self.device = state.dtype, state.device
+        self.num_tokens += phi_key.shape[-2]
+        return previous
+
+    def get_seq_length(self):
+        return self.num_tokens
+
+    def reset(self):
+        super().reset()
+        self.num_tokens = 0
+
+    def crop(self, tokens_to_remove):
+        raise NotImplementedError("a linear-attention state cannot forget tokens (no crop / assisted decoding)")
+
+
+def linear_state(cache, layer_idx):
+    """The cache's LinearAttentionState for this layer, put in place of a fresh (empty) key/value layer."""
+    while len(cache.layers) <= layer_idx:
+        cache.layers.append(LinearAttentionState())
+    layer = cache.layers[layer_idx]
+    if not isinstance(layer, LinearAttentionState):
+        if layer.get_seq_length() > 0:
+            raise ValueError("linear attention got a cache already holding keys/values; pass a fresh cache")
+        layer = cache.layers[layer_idx] = LinearAttentionState()
+    return layer
+
+
+class ScratchformerLinearAttention(ScratchformerAttention):
+    """Linear attention ("Transformers are RNNs", Katharopoulos et al. 2020):
+
+        O_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T sum_j phi(k_j)),
+
+    j over the keys query i may see. Bidirectional: S = phi(K)^T V once, O(n d^2) instead of O(n^2 d).
+    Causal, training (parallel form): (phi(Q) phi(K)^T masked causally) V, normalised by its row sums.
+    Causal, decoding (recurrent form): the cache holds S and z only, a constant-size state per layer.
+    """
+
+    eps = 1e-6
+
+    def remember(self, key, value, cache, attention_mask):
+        """Returns (phi(K), V, state before this step or None); with a cache, absorbs them into the state."""
+        phi_key = feature_map(key)
+        if attention_mask is not None:  # padded keys contribute nothing: the last query row sees every real key
+            phi_key = phi_key * attention_mask[:, :, -1, -key.shape[2]:, None].to(phi_key.dtype)  # (b, 1, j, 1)
+        previous = None if cache is None else linear_state(cache, self.layer_idx).absorb(phi_key, value)
+        return phi_key, value, previous  # for cross-attention, later steps recall() the encoder's state
+
+    def recall(self, cache_layer):
+        return None, None, (cache_layer.keys, cache_layer.values)
+
+    def attend(self, query, memory, attention_mask, output_attentions):
+        phi_key, value, previous = memory
+        phi_query = feature_map(query)  # (b, h, i, d)
+        numerator = denominator = weights = None
+        if previous is not None:  # what the earlier tokens left in the state
+            state, normalizer = previous
+            numerator, denominator = phi_query @ state, (phi_query * normalizer).sum(-1, keepdim=True)
+        if phi_key is not None and (self.is_causal or output_attentions):  # parallel form, (b, h, i, j)
+            similarity = phi_query @ phi_key.transpose(-1, -2)
+            if self.is_causal:
+                similarity = similarity * causal_keep(query.shape[2], phi_key.shape[2], query.device)
+            num, den = similarity @ value, similarity.sum(-1, keepdim=True)
+            if previous is None and output_attentions:
+                weights = similarity / (den + self.eps)
+        elif phi_key is not None:  # bidirectional: S = phi(K)^T V, z = sum_j phi(k_j)
+            num = phi_query @ (phi_key.transpose(-1, -2) @ value)
+            den = (phi_query * phi_key.sum(-2, keepdim=True)).sum(-1, keepdim=True)
+        else:
+            num = den = 0.0
+        numerator = num if numerator is None else numerator + num
+        denominator = den if denominator is None else denominator + den
+        out = numerator / (denominator + self.eps)  # (b, h, i, d_v)
+        return out.transpose(1, 2), weights
+
+
+ATTENTION_CLASSES = {
+    "full": ScratchformerAttention,
+    "window": ScratchformerAttention,  # the band is in the mask (masks_scratchformer.keep_mask)
+    "linear": ScratchformerLinearAttention,
+}
+
+__all__ = ["ATTENTION_CLASSES", "NORMALIZERS", "SCORES", "eager_attention", "feature_map"]

@@ -1,0 +1,50 @@
+"""Attention masks, in one format: bool, True = "this query may attend to this key" (SDPA's convention).
+
+Shape ``(b or 1, 1, i, j)``: broadcast over heads. Masks are built from absolute positions, so a cached
+decoding step (queries at positions past..past+i-1) needs no special case. ``None`` means "nothing is
+masked", or, for a causal module whose queries and keys are the same tokens, "plain causal" (the
+convention of transformers' sdpa kernel), which lets SDPA use its fused causal path.
+"""
+
+import torch
+
+
+def keep_mask(query_pos, key_pos, *, causal, window=None, key_padding=None):
+    """Keep[b, 0, i, j] = (not causal or j <= i) and (window is None or |i - j| <= w) and key j is not padding.
+
+    query_pos: (i,) absolute positions of the queries; key_pos: (j,) of the keys;
+    key_padding: (b, j) with 1 for real tokens, 0 for padding, or None. A query left with no key
+    (possible only for a padding query) gets an output of 0 from every kernel, sdpa included.
+    """
+    offset = query_pos[:, None] - key_pos[None, :]  # (i, j): i - j
+    keep = torch.ones_like(offset, dtype=torch.bool)
+    if causal:
+        keep &= offset >= 0
+    if window is not None:
+        keep &= offset.abs() <= window  # truncated self-attention: |i - j| <= w
+    keep = keep[None, None]  # (1, 1, i, j)
+    return keep if key_padding is None else keep & key_padding.bool()[:, None, None, :]
+
+
+def padding_mask(key_padding):
+    """Keep[b, 0, 0, j] = key j is a real token; None when nothing is padded (no mask, fast path)."""
+    if key_padding is None:
+        return None
+    return key_padding.bool()[:, None, None, :]  # (b, 1, 1, j)
+
+
+def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=None):
+    """The self-attention mask of one stack, built once per forward and shared by its layers.
+
+    Returns None where the kernel needs no mask: full attention without padding (bidirectional), and
+    causal attention without padding whose queries and keys are the same tokens, or a single new query.
+    """
+    if window is None and key_padding is None:
+        if not causal or query_pos.shape[0] == 1 or query_pos.shape[0] == key_pos.shape[0]:
+            return None
+    if window is None and not causal:
+        return padding_mask(key_padding)
+    return keep_mask(query_pos, key_pos, causal=causal, window=window, key_padding=key_padding)
+
+
+__all__ = ["keep_mask", "padding_mask", "self_attention_mask"]

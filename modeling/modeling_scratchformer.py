@@ -1,0 +1,547 @@
+"""The scratchformer encoder-decoder ("Attention Is All You Need", built from the lecture notes' pieces).
+
+Encoder block:  x = Norm(x, SelfAttention(x)),  x = Norm(x, FFN(x))
+Decoder block:  x = Norm(x, MaskedSelfAttention(x)),  x = Norm(x, CrossAttention(x, encoder)),  x = Norm(x, FFN(x))
+with Norm the residual + LayerNorm in the place ``config.norm_placement`` says:
+    "post": x = LayerNorm(x + Sublayer(x))   (the paper)       "pre": x = x + Sublayer(LayerNorm(x))
+
+The three output kinds of the notes are the three heads: one label per vector
+(ScratchformerForTokenClassification), one label per sequence (ScratchformerForSequenceClassification)
+and an output whose length the model decides (ScratchformerForConditionalGeneration, with generate()).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import PreTrainedModel
+from transformers.utils import can_return_tuple
+
+from ..configuration.configuration_scratchformer import ScratchformerConfig
+from .attention_scratchformer import ATTENTION_CLASSES, AdditiveScore
+from .masks_scratchformer import padding_mask, self_attention_mask
+from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, SinusoidalPositionEncoding
+
+
+# --------------------------------------------------------------------------------------- residual + norm
+
+
+@dataclass(frozen=True)
+class NormPlacement:
+    """Where the LayerNorm of a residual sublayer sits: before the sublayer, after the residual add, and
+    whether the stack needs one more LayerNorm at its end (pre-norm leaves the residual stream unnormalised)."""
+
+    before: bool
+    after: bool
+    final: bool
+
+
+NORM_PLACEMENTS = {
+    "post": NormPlacement(before=False, after=True, final=False),  # x = LayerNorm(x + f(x))
+    "pre": NormPlacement(before=True, after=False, final=True),  # x = x + f(LayerNorm(x))
+}
+
+
+class ResidualNorm(nn.Module):
+    """Residual connection + LayerNorm around one sublayer, placed as ``config.norm_placement`` says."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__()
+        placement = NORM_PLACEMENTS[config.norm_placement]
+        self.before, self.after = placement.before, placement.after
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = config.dropout
+
+    def sublayer_input(self, x):
+        return self.layer_norm(x) if self.before else x
+
+    def add(self, x, sublayer_output):
+        x = x + F.dropout(sublayer_output, p=self.dropout, training=self.training)
+        return self.layer_norm(x) if self.after else x
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN(x) = W_2 act(W_1 x + b_1) + b_2, applied to every token vector independently."""
+
+    def __init__(self, config: ScratchformerConfig, ffn_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, x):
+        x = F.dropout(self.activation(self.fc1(x)), p=self.activation_dropout, training=self.training)
+        return self.fc2(x)
+
+
+# ----------------------------------------------------------------------------------------------- layers
+
+
+class ScratchformerEncoderLayer(GradientCheckpointingLayer):
+    """Multi-head self-attention, then the feed-forward network, each wrapped in residual + LayerNorm."""
+
+    def __init__(self, config: ScratchformerConfig, layer_idx):
+        super().__init__()
+        attention_class = ATTENTION_CLASSES[config.attention_pattern]
+        self.self_attn = attention_class(config, config.encoder_attention_heads, layer_idx=layer_idx)
+        self.self_attn_norm = ResidualNorm(config)
+        self.ffn = FeedForward(config, config.encoder_ffn_dim)
+        self.final_norm = ResidualNorm(config)
+
+    def forward(self, hidden_states, attention_mask=None, position_embeddings=None, output_attentions=False):
+        attended, weights = self.self_attn(self.self_attn_norm.sublayer_input(hidden_states),
+                                           attention_mask=attention_mask, position_embeddings=position_embeddings,
+                                           output_attentions=output_attentions)
+        hidden_states = self.self_attn_norm.add(hidden_states, attended)
+        hidden_states = self.final_norm.add(hidden_states, self.ffn(self.final_norm.sublayer_input(hidden_states)))
+        return hidden_states, weights
+
+
+class ScratchformerDecoderLayer(GradientCheckpointingLayer):
+    """Masked (causal) self-attention, cross-attention over the encoder output, then the FFN."""
+
+    def __init__(self, config: ScratchformerConfig, layer_idx):
+        super().__init__()
+        attention_class = ATTENTION_CLASSES[config.attention_pattern]
+        heads = config.decoder_attention_heads
+        self.self_attn = attention_class(config, heads, is_causal=True, layer_idx=layer_idx)
+        self.self_attn_norm = ResidualNorm(config)
+        self.encoder_attn = attention_class(config, heads, is_cross_attention=True, layer_idx=layer_idx)
+        self.encoder_attn_norm = ResidualNorm(config)
+        self.ffn = FeedForward(config, config.decoder_ffn_dim)
+        self.final_norm = ResidualNorm(config)
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                past_key_values=None, position_embeddings=None, output_attentions=False):
+        attended, self_weights = self.self_attn(self.self_attn_norm.sublayer_input(hidden_states),
+                                                attention_mask=attention_mask, past_key_values=past_key_values,
+                                                position_embeddings=position_embeddings,
+                                                output_attentions=output_attentions)
+        hidden_states = self.self_attn_norm.add(hidden_states, attended)
+        attended, cross_weights = self.encoder_attn(self.encoder_attn_norm.sublayer_input(hidden_states),
+                                                    key_value_states=encoder_hidden_states,
+                                                    attention_mask=encoder_attention_mask,
+                                                    past_key_values=past_key_values,
+                                                    output_attentions=output_attentions)
+        hidden_states = self.encoder_attn_norm.add(hidden_states, attended)
+        hidden_states = self.final_norm.add(hidden_states, self.ffn(self.final_norm.sublayer_input(hidden_states)))
+        return hidden_states, self_weights, cross_weights
+
+
+# -------------------------------------------------------------------------------------- pretrained model
+
+
+class ScratchformerPreTrainedModel(PreTrainedModel):
+    config_class = ScratchformerConfig
+    config: ScratchformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ScratchformerEncoderLayer", "ScratchformerDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+
+    def _init_weights(self, module):
+        """Normal(0, init_std) for weight matrices and embeddings (transformers' default), plus our own
+        parameters, and the non-persistent tables that from_pretrained would otherwise leave uninitialised."""
+        super()._init_weights(module)
+        if isinstance(module, AdditiveScore):
+            for parameter in (module.w_query, module.w_key, module.v):
+                init.normal_(parameter, mean=0.0, std=self.config.init_std)
+        elif isinstance(module, SinusoidalPositionEncoding):
+            init.copy_(module.table, SinusoidalPositionEncoding(self.config, 1).table)
+        elif isinstance(module, RotaryPositionEncoding):
+            cos, sin = module.rotation_table(module.num_positions)
+            init.copy_(module.cos, cos)
+            init.copy_(module.sin, sin)
+
+
+def check_length(config, num_positions):
+    """Positions beyond the table would index out of range: say so instead."""
+    if config.position_encoding != "none" and num_positions > config.max_position_embeddings:
+        raise ValueError(f"sequence of {num_positions} positions is longer than max_position_embeddings="
+                         f"{config.max_position_embeddings} (position_encoding={config.position_encoding!r}); "
+                         "truncate the input or build the model with a larger max_position_embeddings")
+
+
+class ScratchformerStack(ScratchformerPreTrainedModel):
+    """What encoder and decoder share: token embeddings a^i (scaled), + position vectors e^i, dropout."""
+
+    def __init__(self, config: ScratchformerConfig, num_heads, embed_tokens=None):
+        super().__init__(config)
+        self.embed_tokens = embed_tokens if embed_tokens is not None else nn.Embedding(
+            config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_positions = POSITIONS[config.position_encoding](config, num_heads)
+        self.layer_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+                           if NORM_PLACEMENTS[config.norm_placement].final else nn.Identity())
+        self.dropout = config.dropout
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def embed(self, input_ids, inputs_embeds, past_length=0):
+        """a^i * scale + e^i for the new tokens at positions past_length, past_length + 1, ...;
+        also returns the rotary (cos, sin) of those positions, or None."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        length = inputs_embeds.shape[1]
+        check_length(self.config, past_length + length)
+        position_ids = torch.arange(past_length, past_length + length, device=inputs_embeds.device)[None]
+        positions = self.embed_positions(position_ids)
+        hidden_states = inputs_embeds if positions is None else inputs_embeds + positions.to(inputs_embeds.dtype)
+        hidden_states = F.dropout(hidden_states, p=self.dropout, training=self.training)
+        return hidden_states, self.embed_positions.rotary(position_ids), position_ids[0]
+
+
+class ScratchformerEncoder(ScratchformerStack):
+    """A stack of encoder blocks: every token attends to every (unpadded) token, or to its window."""
+
+    def __init__(self, config: ScratchformerConfig, embed_tokens=None):
+        super().__init__(config, config.encoder_attention_heads, embed_tokens)
+        self.layers = nn.ModuleList(ScratchformerEncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> BaseModelOutput:
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
+                                else output_hidden_states)
+        hidden_states, rotary, positions = self.embed(input_ids, inputs_embeds)
+        keep = self_attention_mask(positions, positions, causal=False, window=self.config.attention_window,
+                                   key_padding=attention_mask)
+        all_hidden_states, all_attentions = [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            hidden_states, weights = layer(hidden_states, keep, rotary, output_attentions)
+            all_attentions.append(weights)
+        hidden_states = self.layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states.append(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states,
+                               hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+                               attentions=tuple(all_attentions) if output_attentions else None)
+
+
+class ScratchformerDecoder(ScratchformerStack):
+    """A stack of decoder blocks: token t attends to tokens <= t (within the window) and to the encoder."""
+
+    def __init__(self, config: ScratchformerConfig, embed_tokens=None):
+        super().__init__(config, config.decoder_attention_heads, embed_tokens)
+        self.layers = nn.ModuleList(ScratchformerDecoderLayer(config, i) for i in range(config.decoder_layers))
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                past_key_values=None, inputs_embeds=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> BaseModelOutputWithPastAndCrossAttentions:
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
+                                else output_hidden_states)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if self.gradient_checkpointing and self.training and use_cache:
+            use_cache = False  # a cache written inside a checkpointed layer would be written twice
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if not use_cache:
+            past_key_values = None
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        hidden_states, rotary, query_pos = self.embed(input_ids, inputs_embeds, past_length)
+        key_pos = torch.arange(past_length + query_pos.shape[0], device=query_pos.device)
+        keep = self_attention_mask(query_pos, key_pos, causal=True, window=self.config.attention_window,
+                                   key_padding=attention_mask)
+        cross_keep = padding_mask(encoder_attention_mask)
+
+        all_hidden_states, all_self_attentions, all_cross_attentions = [], [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states, keep, encoder_hidden_states, cross_keep, past_key_values, rotary, output_attentions)
+            all_self_attentions.append(self_weights)
+            all_cross_attentions.append(cross_weights)
+        hidden_states = self.layer_norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states.append(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=past_key_values,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_self_attentions) if output_attentions else None,
+            cross_attentions=tuple(all_cross_attentions) if output_attentions else None,
+        )
+
+
+# ------------------------------------------------------------------------------------------ base models
+
+
+class ScratchformerModel(ScratchformerPreTrainedModel):
+    """The bare encoder-decoder: returns the decoder's last hidden states (and the encoder's)."""
+
+    _tied_weights_keys = {
+        "encoder.embed_tokens.weight": "shared.weight",
+        "decoder.embed_tokens.weight": "shared.weight",
+    }
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)  # one vocabulary
+        self.encoder = ScratchformerEncoder(config, self.shared)
+        self.decoder = ScratchformerDecoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, value):
+        self.shared = value
+        self.encoder.embed_tokens = self.shared
+        self.decoder.embed_tokens = self.shared
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, past_key_values: Cache | None = None, inputs_embeds=None,
+                decoder_inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                **kwargs) -> Seq2SeqModelOutput:
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass decoder_input_ids (or labels to the seq2seq head, which shifts them)")
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
+                                                   self.config.decoder_start_token_id)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                           inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                                           output_hidden_states=output_hidden_states)
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        decoder_outputs = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
+                                       encoder_hidden_states=encoder_outputs.last_hidden_state,
+                                       encoder_attention_mask=attention_mask, past_key_values=past_key_values,
+                                       inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+                                       output_attentions=output_attentions,
+                                       output_hidden_states=output_hidden_states)
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class ScratchformerEncoderModel(ScratchformerPreTrainedModel):
+    """Embeddings + encoder only, the body of the classification heads. Weight names match
+    ScratchformerModel's (``shared``, ``encoder.*``), so a seq2seq checkpoint's encoder loads into it."""
+
+    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.encoder = ScratchformerEncoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, value):
+        self.shared = value
+        self.encoder.embed_tokens = self.shared
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> BaseModelOutput:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+
+
+def shift_tokens_right(input_ids, pad_token_id, decoder_start_token_id):
+    """Decoder inputs from labels: [start, y_1, ..., y_{n-1}], with ignored labels (-100) read as padding."""
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+# ------------------------------------------------------------------------------------------------ heads
+
+
+class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, GenerationMixin):
+    """Seq2seq language model: the model decides the output length. p(y_t | y_<t, x) = softmax(W_lm h_t)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.model = ScratchformerModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_encoder(self, modality=None):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                encoder_outputs=None, past_key_values: Cache | None = None, inputs_embeds=None,
+                decoder_inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> Seq2SeqLMOutput:
+        """labels (b, n): target ids, -100 where no loss is wanted; decoder inputs are labels shifted right."""
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                             decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                             past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                             decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.lm_head(outputs.last_hidden_state)  # (b, n, vocab)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
+                                   ignore_index=-100, label_smoothing=self.config.label_smoothing)
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    def prepare_decoder_input_ids_from_labels(self, labels):
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+
+def masked_mean(hidden_states, attention_mask):
+    """Mean of the token vectors of each sequence, padding excluded: (b, n, d) -> (b, d)."""
+    if attention_mask is None:
+        return hidden_states.mean(1)
+    weights = attention_mask.to(hidden_states.dtype)[:, :, None]  # (b, n, 1)
+    return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ScratchformerClassificationHead(nn.Module):
+    """Sentence-level head (as BART's): dense -> tanh -> dropout -> projection to the labels."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, pooled):
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
+
+
+def sequence_classification_loss(config, logits, labels):
+    """transformers' convention: regression if num_labels == 1, single-label if labels are integers,
+    multi-label (BCE) otherwise; ``config.problem_type`` is set on first use."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1) if config.num_labels == 1
+                          else labels.float())
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class ScratchformerForSequenceClassification(ScratchformerPreTrainedModel):
+    """One label per sequence: the encoder's vectors, mean-pooled over real tokens, through a small head."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.model = ScratchformerEncoderModel(config)
+        self.classification_head = ScratchformerClassificationHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None,
+                output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classification_head(masked_mean(outputs.last_hidden_state, attention_mask))  # (b, labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
+    """One label per token vector: a linear classifier on each encoder output."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.model = ScratchformerEncoderModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None,
+                output_attentions=None, output_hidden_states=None, **kwargs) -> TokenClassifierOutput:
+        """labels (b, n): one label id per token, -100 where no loss is wanted (padding, later subwords)."""
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (b, n, labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, self.config.num_labels),
+                                   labels.to(logits.device).view(-1), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                     attentions=outputs.attentions)
+
+
+__all__ = [
+    "ScratchformerEncoderModel",
+    "ScratchformerForConditionalGeneration",
+    "ScratchformerForSequenceClassification",
+    "ScratchformerForTokenClassification",
+    "ScratchformerModel",
+    "ScratchformerPreTrainedModel",
+]

@@ -1,0 +1,185 @@
+"""Each attention variant against a naive per-query loop of its formula, written from the notes/papers.
+
+The loops use only the module's weights (W^q, W^k, W^v, W^O and the score's parameters), never its code.
+"""
+
+import math
+
+import pytest
+import torch
+
+from scratchformer import ScratchformerForConditionalGeneration
+from scratchformer.modeling.attention_scratchformer import (
+    ATTENTION_CLASSES,
+    LinearAttentionState,
+    ScratchformerLinearAttention,
+)
+from scratchformer.modeling.masks_scratchformer import keep_mask
+from scratchformer.modeling.positions_scratchformer import sinusoid_table
+
+from model_tester import ModelTester
+
+tester = ModelTester()
+D, H = 16, 4
+
+
+def naive_attention(module, x, source, visible, score, normalize):
+    """O = W^O concat_h( sum_j A'[j, i] v_j ), with A[j, i] = score(q_i, k_j) over the keys j visible to query i."""
+    d = D // H
+    q = module.q_proj(x).view(x.shape[0], x.shape[1], H, d)
+    k = module.k_proj(source).view(source.shape[0], source.shape[1], H, d)
+    v = module.v_proj(source).view(source.shape[0], source.shape[1], H, d)
+    out = torch.zeros(x.shape[0], x.shape[1], H, d)
+    for b in range(x.shape[0]):
+        for h in range(H):
+            for i in range(x.shape[1]):
+                keys = [j for j in range(source.shape[1]) if visible(b, i, j)]
+                if not keys:
+                    continue  # a padding query that sees no key: output 0
+                scores = torch.stack([score(h, q[b, i, h], k[b, j, h]) for j in keys])
+                weights = normalize(scores)
+                for weight, j in zip(weights, keys):
+                    out[b, i, h] += weight * v[b, j, h]
+    return module.out_proj(out.reshape(x.shape[0], x.shape[1], D))
+
+
+def score_function(module, name):
+    if name == "dot":
+        return lambda h, q, k: (q @ k) / math.sqrt(D // H)  # q . k / sqrt(d)
+    W, U, v = module.score.w_query, module.score.w_key, module.score.v
+    return lambda h, q, k: v[h] @ torch.tanh(W[h] @ q + U[h] @ k)  # v^T tanh(W q + U k)
+
+
+NORMALIZE = {
+    "softmax": lambda s: torch.exp(s - s.max()) / torch.exp(s - s.max()).sum(),
+    "relu": lambda s: torch.clamp(s, min=0) / len(s),  # relu(A) / n
+    "sigmoid": lambda s: 1 / (1 + torch.exp(-(s - math.log(len(s))))),  # sigmoid(A - log n)
+}
+
+
+@pytest.mark.parametrize("score", ["dot", "additive"])
+@pytest.mark.parametrize("normalizer", ["softmax", "relu", "sigmoid"])
+@pytest.mark.parametrize("pattern,window,causal", [("full", None, False), ("full", None, True),
+                                                    ("window", 1, False), ("window", 2, True)])
+def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, window, causal):
+    config = tester.get_config(attention_score=score, attention_normalizer=normalizer, attention_pattern=pattern,
+                               attention_window=window, init_std=0.3)
+    config._attn_implementation = "eager"
+    module = ATTENTION_CLASSES[pattern](config, H, is_causal=causal, layer_idx=0)
+    for parameter in module.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    x = torch.randn(2, 6, D)
+    padding = torch.ones(2, 6, dtype=torch.long)
+    padding[1, 4:] = 0
+    positions = torch.arange(6)
+    keep = keep_mask(positions, positions, causal=causal, window=window, key_padding=padding)
+
+    def visible(b, i, j):
+        return bool(padding[b, j]) and (not causal or j <= i) and (window is None or abs(i - j) <= window)
+
+    with torch.no_grad():
+        got, weights = module(x, attention_mask=keep)
+        expected = naive_attention(module, x, x, visible, score_function(module, score), NORMALIZE[normalizer])
+    real = padding.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-4)
+    if normalizer == "softmax":
+        sums = weights.sum(-1).transpose(1, 2)  # (b, i, h)
+        torch.testing.assert_close(sums[real], torch.ones_like(sums[real]))  # a padding query may see nothing
+
+
+def test_cross_attention_matches_the_formula_loop():
+    config = tester.get_config()
+    config._attn_implementation = "eager"
+    module = ATTENTION_CLASSES["full"](config, H, is_cross_attention=True, layer_idx=0)
+    x, encoder = torch.randn(2, 3, D), torch.randn(2, 5, D)
+    padding = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        got, _ = module(x, key_value_states=encoder, attention_mask=padding.bool()[:, None, None, :])
+        expected = naive_attention(module, x, encoder, lambda b, i, j: bool(padding[b, j]),
+                                   score_function(module, "dot"), NORMALIZE["softmax"])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def phi(x):
+    return torch.where(x > 0, x + 1, torch.exp(x))  # elu(x) + 1, written out
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_linear_attention_matches_the_formula_loop(causal):
+    """O_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)  (Katharopoulos et al. 2020, eq. 4)."""
+    config = tester.get_config(attention_pattern="linear")
+    module = ScratchformerLinearAttention(config, H, is_causal=causal, layer_idx=0)
+    x = torch.randn(2, 6, D)
+    padding = torch.ones(2, 6, dtype=torch.long)
+    padding[1, 4:] = 0
+    positions = torch.arange(6)
+    keep = keep_mask(positions, positions, causal=causal, key_padding=padding)
+    with torch.no_grad():
+        got, _ = module(x, attention_mask=keep)
+        d = D // H
+        q = module.q_proj(x).view(2, 6, H, d)
+        k = module.k_proj(x).view(2, 6, H, d)
+        v = module.v_proj(x).view(2, 6, H, d)
+        out = torch.zeros(2, 6, H, d)
+        for b in range(2):
+            for h in range(H):
+                for i in range(6):
+                    keys = [j for j in range(6) if padding[b, j] and (not causal or j <= i)]
+                    sims = [phi(q[b, i, h]) @ phi(k[b, j, h]) for j in keys]
+                    out[b, i, h] = sum(s * v[b, j, h] for s, j in zip(sims, keys)) / sum(sims)
+        expected = module.out_proj(out.reshape(2, 6, D))
+    real = padding.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-4)
+
+
+def test_linear_attention_recurrent_form_equals_parallel_form():
+    """Decoding token by token with only the state (S, z) == the parallel causal form over the whole sequence."""
+    config = tester.get_config(attention_pattern="linear")
+    module = ScratchformerLinearAttention(config, H, is_causal=True, layer_idx=0)
+    x = torch.randn(2, 8, D)
+    from transformers import DynamicCache
+
+    with torch.no_grad():
+        parallel, _ = module(x)
+        cache = DynamicCache()
+        steps = [module(x[:, t : t + 1], past_key_values=cache)[0] for t in range(8)]
+    torch.testing.assert_close(torch.cat(steps, 1), parallel, atol=1e-5, rtol=1e-4)
+    state = cache.layers[0]
+    assert isinstance(state, LinearAttentionState) and state.get_seq_length() == 8
+    assert state.keys.shape == (2, H, D // H, D // H)  # constant size, whatever the length
+
+
+def test_linear_attention_decoding_state_does_not_grow():
+    model = ScratchformerForConditionalGeneration(tester.get_config(attention_pattern="linear")).eval()
+    inputs = tester.prepare_inputs(model.config)
+    out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=9,
+                         min_new_tokens=9, return_dict_in_generate=True)
+    cache = out.past_key_values
+    sizes = {layer.keys.numel() + layer.values.numel() for layer in cache.self_attention_cache.layers}
+    assert len(sizes) == 1 and cache.get_seq_length() == 9  # S and z only, whatever the length
+
+
+def test_sinusoid_table_is_the_papers_formula():
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
+    table = sinusoid_table(50, 12)
+    for pos in range(50):
+        for i in range(6):
+            angle = pos / 10000 ** (2 * i / 12)
+            assert table[pos, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-5)
+            assert table[pos, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-5)
+
+
+def test_rotary_scores_depend_on_relative_position_only():
+    from scratchformer.modeling.positions_scratchformer import RotaryPositionEncoding, apply_rotary
+
+    rotary = RotaryPositionEncoding(tester.get_config(position_encoding="rotary"), H)
+    q, k = torch.randn(D // H), torch.randn(D // H)
+
+    def score(i, j):
+        cos_i, sin_i = rotary.rotary(torch.tensor([[i]]))
+        cos_j, sin_j = rotary.rotary(torch.tensor([[j]]))
+        return apply_rotary(q[None, None, None], cos_i, sin_i).flatten() @ apply_rotary(
+            k[None, None, None], cos_j, sin_j).flatten()
+
+    assert score(3, 1).item() == pytest.approx(score(12, 10).item(), abs=1e-4)
+    assert score(3, 1).item() != pytest.approx(score(3, 2).item(), abs=1e-4)

@@ -1,0 +1,368 @@
+"""The model family against independent references, for every variant of the lecture notes.
+
+References used: perturbed inputs (causality, padding), permuted inputs (no positions), the sdpa kernel
+vs the eager one, cached vs uncached generation, saved vs reloaded models, transformers' own behaviour.
+Per-formula naive loops for the attention kernels live in test_attention.py.
+"""
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from scratchformer import (
+    ScratchformerConfig,
+    ScratchformerForConditionalGeneration,
+    ScratchformerForSequenceClassification,
+    ScratchformerForTokenClassification,
+    ScratchformerModel,
+)
+
+from model_tester import VARIANT_IDS, VARIANTS, ModelTester
+
+tester = ModelTester()
+HEADS = [ScratchformerModel, ScratchformerForConditionalGeneration, ScratchformerForSequenceClassification,
+         ScratchformerForTokenClassification]
+
+
+def build(model_class=ScratchformerForConditionalGeneration, attn_implementation="eager", **overrides):
+    torch.manual_seed(0)
+    return model_class._from_config(tester.get_config(**overrides),
+                                    attn_implementation=attn_implementation).eval()
+
+
+# ------------------------------------------------------------------------------------ every variant
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_shapes_causality_and_padding(variant):
+    """Output shapes; a future decoder token cannot move earlier outputs; padding cannot move real outputs."""
+    model = build(**variant)
+    inputs = tester.prepare_inputs(model.config)
+    b, n, m = tester.batch_size, tester.src_len, tester.tgt_len
+    with torch.no_grad():
+        out = model(**inputs, output_attentions=True, output_hidden_states=True)
+        assert out.logits.shape == (b, m, tester.vocab_size)
+        assert out.encoder_last_hidden_state.shape == (b, n, 16)
+        assert len(out.encoder_hidden_states) == 3 and len(out.decoder_hidden_states) == 3
+        assert out.encoder_attentions[0].shape == (b, 4, n, n)
+        assert out.decoder_attentions[0].shape == (b, 4, m, m)
+        assert out.cross_attentions[0].shape == (b, 4, m, n)
+
+        # causality: change the last decoder token, positions before it must not move
+        changed = dict(inputs, decoder_input_ids=inputs["decoder_input_ids"].clone())
+        changed["decoder_input_ids"][:, -1] = (changed["decoder_input_ids"][:, -1] + 1) % tester.vocab_size
+        moved = model(**changed).logits
+        torch.testing.assert_close(moved[:, :-1], out.logits[:, :-1], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(moved[:, -1], out.logits[:, -1])
+
+        # padding: change the ids under the padding of the last sequence, nothing real may move
+        repadded = dict(inputs, input_ids=inputs["input_ids"].clone())
+        repadded["input_ids"][-1, -2:] = 7
+        torch.testing.assert_close(model(**repadded).logits, out.logits, atol=1e-5, rtol=1e-5)
+        encoder = model.get_encoder()(input_ids=repadded["input_ids"], attention_mask=inputs["attention_mask"])
+        torch.testing.assert_close(encoder.last_hidden_state[-1, :-2], out.encoder_last_hidden_state[-1, :-2],
+                                   atol=1e-5, rtol=1e-5)
+
+        # more padding on the right of every sequence changes nothing real either
+        padded = {k: torch.cat([v, torch.zeros_like(v[:, :3])], 1) if k != "decoder_input_ids" else v
+                  for k, v in inputs.items()}
+        torch.testing.assert_close(model(**padded).logits, out.logits, atol=1e-5, rtol=1e-5)
+
+    if variant["attention_normalizer"] == "softmax" and variant["attention_pattern"] != "linear":
+        for weights in out.encoder_attentions + out.decoder_attentions + out.cross_attentions:
+            torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    if variant["attention_pattern"] == "window":  # truncated: nothing outside |i - j| <= w
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        assert (out.encoder_attentions[0][..., (i - j).abs() > 2] == 0).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_generate_with_cache_equals_without(variant):
+    """generate() with the KV cache (or the linear-attention state) == recomputing everything, greedy and beam."""
+    model = build(**variant)
+    inputs = tester.prepare_inputs(model.config)
+    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=6,
+                  min_new_tokens=6)
+    for mode in (dict(do_sample=False), dict(num_beams=3, do_sample=False)):
+        cached = model.generate(**kwargs, **mode, use_cache=True)
+        uncached = model.generate(**kwargs, **mode, use_cache=False)
+        assert torch.equal(cached, uncached), mode
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v["attention_score"] == "dot"
+                                     and v["attention_normalizer"] == "softmax"
+                                     and v["attention_pattern"] != "linear"],
+                         ids=[i for v, i in zip(VARIANTS, VARIANT_IDS) if v["attention_score"] == "dot"
+                              and v["attention_normalizer"] == "softmax" and v["attention_pattern"] != "linear"])
+def test_eager_equals_sdpa(variant):
+    """torch's fused scaled_dot_product_attention and the from-scratch kernel agree, forward and backward."""
+    results = []
+    for implementation in ("eager", "sdpa"):
+        model = build(attn_implementation=implementation, **variant).train()
+        assert model.config._attn_implementation == implementation
+        inputs = tester.prepare_inputs(model.config)
+        labels = torch.randint(4, tester.vocab_size, (tester.batch_size, tester.tgt_len))
+        out = model(**inputs, labels=labels)
+        out.loss.backward()
+        results.append((out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (eager_logits, eager_grads), (sdpa_logits, sdpa_grads) = results
+    torch.testing.assert_close(sdpa_logits, eager_logits, atol=1e-5, rtol=1e-4)
+    for name in eager_grads:
+        torch.testing.assert_close(sdpa_grads[name], eager_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_positions_none_encoder_is_permutation_equivariant():
+    """Self-attention alone has no order: permuting the input tokens permutes the encoder outputs."""
+    model = build(ScratchformerModel, position_encoding="none")
+    ids = torch.randint(4, tester.vocab_size, (2, 9))
+    permutation = torch.randperm(9)
+    with torch.no_grad():
+        out = model.encoder(input_ids=ids).last_hidden_state
+        permuted = model.encoder(input_ids=ids[:, permutation]).last_hidden_state
+    torch.testing.assert_close(permuted, out[:, permutation], atol=1e-5, rtol=1e-5)
+    # ... and with sinusoidal positions it is not
+    model = build(ScratchformerModel, position_encoding="sinusoidal")
+    with torch.no_grad():
+        out = model.encoder(input_ids=ids).last_hidden_state
+        permuted = model.encoder(input_ids=ids[:, permutation]).last_hidden_state
+    assert not torch.allclose(permuted, out[:, permutation], atol=1e-3)
+
+
+def test_window_decoder_limits_how_far_back_a_token_looks():
+    """With w = 2 and one layer, decoder output t depends on decoder inputs t-2..t only."""
+    model = build(attention_pattern="window", attention_window=2, decoder_layers=1)
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        out = model(**inputs).logits
+        changed = dict(inputs, decoder_input_ids=inputs["decoder_input_ids"].clone())
+        changed["decoder_input_ids"][:, 1] += 1
+        moved = model(**changed).logits
+    torch.testing.assert_close(moved[:, 4:], out[:, 4:], atol=1e-5, rtol=1e-5)  # 4 - 1 > w
+    assert not torch.allclose(moved[:, 1:4], out[:, 1:4])
+
+
+# ------------------------------------------------------------------------------------- every head
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+def test_save_and_auto_from_pretrained(model_class, tmp_path):
+    """save_pretrained (safetensors) -> AutoModel*.from_pretrained gives identical outputs."""
+    auto = {ScratchformerModel: AutoModel, ScratchformerForConditionalGeneration: AutoModelForSeq2SeqLM,
+            ScratchformerForSequenceClassification: AutoModelForSequenceClassification,
+            ScratchformerForTokenClassification: AutoModelForTokenClassification}[model_class]
+    model = build(model_class, position_encoding="sinusoidal")
+    inputs = tester.prepare_inputs(model.config)
+    if model_class in (ScratchformerForSequenceClassification, ScratchformerForTokenClassification):
+        inputs.pop("decoder_input_ids")
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    reloaded = auto.from_pretrained(tmp_path, attn_implementation="eager").eval()  # same kernel: exact
+    assert type(reloaded) is model_class
+    with torch.no_grad():
+        expected, got = model(**inputs)[0], reloaded(**inputs)[0]
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_classification_heads_hold_no_decoder_weights():
+    for model_class in (ScratchformerForSequenceClassification, ScratchformerForTokenClassification):
+        names = [name for name, _ in build(model_class).named_parameters()]
+        assert names and not [name for name in names if "decoder" in name], model_class
+
+
+def test_encoder_of_a_seq2seq_checkpoint_loads_into_a_classifier(tmp_path):
+    seq2seq = build()
+    seq2seq.save_pretrained(tmp_path)
+    classifier = ScratchformerForSequenceClassification.from_pretrained(tmp_path)
+    torch.testing.assert_close(classifier.model.encoder.layers[1].ffn.fc2.weight,
+                               seq2seq.model.encoder.layers[1].ffn.fc2.weight)
+
+
+def test_config_json_round_trip(tmp_path):
+    config = tester.get_config(attention_score="additive", attention_normalizer="sigmoid",
+                               attention_pattern="window", attention_window=3, position_encoding="rotary",
+                               norm_placement="pre", label_smoothing=0.1)
+    config.save_pretrained(tmp_path)
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(reloaded) is ScratchformerConfig
+    first, second = config.to_dict(), reloaded.to_dict()
+    assert second.pop("_name_or_path") == str(tmp_path) and first.pop("_name_or_path") == ""
+    assert second == first
+    saved = (tmp_path / "config.json").read_text()
+    reloaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "config.json").read_text() == saved  # the JSON itself round trips exactly
+
+
+def test_return_dict_false_gives_the_same_tuples():
+    model = build()
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        as_dict = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict.logits)
+
+
+def test_seq2seq_loss_is_cross_entropy_on_shifted_labels_ignoring_minus_100():
+    model = build(label_smoothing=0.0)
+    inputs = tester.prepare_inputs(model.config)
+    labels = torch.randint(4, tester.vocab_size, (tester.batch_size, tester.tgt_len))
+    labels[0, -2:] = -100
+    with torch.no_grad():
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels)
+        decoder_input_ids = torch.cat([torch.full((tester.batch_size, 1), model.config.decoder_start_token_id),
+                                       labels[:, :-1].masked_fill(labels[:, :-1] == -100, 0)], 1)
+        explicit = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                         decoder_input_ids=decoder_input_ids).logits
+    log_probs = explicit.log_softmax(-1)
+    keep = labels != -100
+    expected = -log_probs.gather(-1, labels.clamp(min=0)[..., None])[..., 0][keep].mean()
+    torch.testing.assert_close(out.loss, expected)
+    smoothed = build(label_smoothing=0.1)
+    with torch.no_grad():
+        loss = smoothed(input_ids=inputs["input_ids"], labels=labels).loss
+        logp = smoothed(input_ids=inputs["input_ids"], decoder_input_ids=decoder_input_ids).logits.log_softmax(-1)
+    nll = -logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    expected = (0.9 * nll - 0.1 * logp.mean(-1))[keep].mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_sequence_classification_losses_follow_transformers_conventions():
+    inputs = tester.prepare_inputs(tester.get_config())
+    inputs.pop("decoder_input_ids")
+    model = build(ScratchformerForSequenceClassification, num_labels=3)
+    labels = torch.tensor([0, 2, 1])
+    out = model(**inputs, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+    assert model.config.problem_type == "single_label_classification"
+    regression = build(ScratchformerForSequenceClassification, num_labels=1)
+    targets = torch.tensor([0.5, -1.0, 2.0])
+    out = regression(**inputs, labels=targets)
+    assert out.logits.shape == (3, 1) and regression.config.problem_type == "regression"
+    torch.testing.assert_close(out.loss, ((out.logits[:, 0] - targets) ** 2).mean())
+
+
+def test_sequence_classification_ignores_padding():
+    model = build(ScratchformerForSequenceClassification)
+    inputs = tester.prepare_inputs(model.config)
+    inputs.pop("decoder_input_ids")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        alone = model(input_ids=inputs["input_ids"][-1:, :-2]).logits
+    torch.testing.assert_close(alone, logits[-1:], atol=1e-5, rtol=1e-5)
+
+
+def test_token_classification_one_label_per_token():
+    model = build(ScratchformerForTokenClassification, num_labels=5)
+    inputs = tester.prepare_inputs(model.config)
+    inputs.pop("decoder_input_ids")
+    labels = torch.randint(0, 5, (tester.batch_size, tester.src_len))
+    labels[-1, -2:] = -100
+    out = model(**inputs, labels=labels)
+    assert out.logits.shape == (tester.batch_size, tester.src_len, 5)
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits[keep], labels[keep]))
+
+
+# -------------------------------------------------------------------------- transformers' features
+
+
+def test_tied_embeddings_share_one_tensor():
+    model = build()
+    shared = model.model.shared.weight
+    assert model.lm_head.weight is shared
+    assert model.model.encoder.embed_tokens.weight is shared and model.model.decoder.embed_tokens.weight is shared
+    untied = build(tie_word_embeddings=False)
+    assert untied.lm_head.weight is not untied.model.shared.weight
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_untied_and_tied_models_round_trip(tie, tmp_path):
+    model = build(tie_word_embeddings=tie)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded.lm_head.weight, model.lm_head.weight, atol=0, rtol=0)
+
+
+def test_resize_token_embeddings():
+    model = build()
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        before = model(**inputs).logits
+    model.resize_token_embeddings(tester.vocab_size + 13)
+    assert model.config.vocab_size == tester.vocab_size + 13
+    assert model.model.shared.weight.shape[0] == tester.vocab_size + 13
+    assert model.lm_head.weight is model.model.shared.weight
+    assert model.model.encoder.embed_tokens is model.model.shared
+    with torch.no_grad():
+        after = model(**inputs).logits
+    assert after.shape[-1] == tester.vocab_size + 13
+    torch.testing.assert_close(after[..., : tester.vocab_size], before, atol=1e-5, rtol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = build().train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.is_gradient_checkpointing
+        inputs = tester.prepare_inputs(model.config)
+        labels = torch.randint(4, tester.vocab_size, (tester.batch_size, tester.tgt_len))
+        model(**inputs, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
+def test_generate_modes_greedy_beam_sampling():
+    model = build()
+    inputs = tester.prepare_inputs(model.config)
+    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=5)
+    greedy = model.generate(**kwargs)
+    # greedy == argmax of a manual loop over the full model
+    decoder_ids = torch.full((tester.batch_size, 1), model.config.decoder_start_token_id)
+    with torch.no_grad():
+        for _ in range(greedy.shape[1] - 1):
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                           decoder_input_ids=decoder_ids).logits
+            decoder_ids = torch.cat([decoder_ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    finished = (decoder_ids == model.config.eos_token_id).cumsum(1).roll(1, 1)
+    finished[:, 0] = 0
+    assert torch.equal(greedy.masked_fill(finished > 0, 0), decoder_ids.masked_fill(finished > 0, 0))
+    beams = model.generate(**kwargs, num_beams=4, num_return_sequences=2)
+    assert beams.shape[0] == 2 * tester.batch_size
+    torch.manual_seed(0)
+    sampled = model.generate(**kwargs, do_sample=True, top_k=10, temperature=0.7)
+    torch.manual_seed(0)
+    assert torch.equal(sampled, model.generate(**kwargs, do_sample=True, top_k=10, temperature=0.7))
+
+
+def test_too_long_input_is_a_clear_error():
+    model = build(max_position_embeddings=8)
+    with pytest.raises(ValueError, match="longer than max_position_embeddings=8"):
+        model(input_ids=torch.ones(1, 9, dtype=torch.long), decoder_input_ids=torch.ones(1, 2, dtype=torch.long))
+    unlimited = build(max_position_embeddings=8, position_encoding="none")
+    unlimited(input_ids=torch.ones(1, 9, dtype=torch.long), decoder_input_ids=torch.ones(1, 2, dtype=torch.long))
+
+
+def test_auto_from_config_as_in_the_readme():
+    config = ScratchformerConfig(vocab_size=40, d_model=32, encoder_layers=1, decoder_layers=1,
+                                 attention_score="additive")
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    assert isinstance(model, ScratchformerForConditionalGeneration)
+    out = model.generate(torch.randint(4, 40, (2, 6)), num_beams=4, max_new_tokens=4)
+    assert out.shape[0] == 2
+
+
+def test_bf16_forward_and_backward_run():
+    model = build().to(torch.bfloat16).train()
+    inputs = tester.prepare_inputs(model.config)
+    loss = model(**inputs, labels=inputs["decoder_input_ids"]).loss
+    loss.backward()
+    assert torch.isfinite(loss)
