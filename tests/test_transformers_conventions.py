@@ -1,0 +1,97 @@
+"""What transformers' common model tests check, applied here: the model behaves like the library's own."""
+
+import pytest
+import torch
+from transformers import DynamicCache, EncoderDecoderCache
+
+from scratchformer import ScratchformerForConditionalGeneration
+from scratchformer.modeling.modeling_scratchformer import BaseModelOutput
+
+from model_tester import VARIANT_IDS, VARIANTS, ModelTester
+
+tester = ModelTester()
+
+
+def build(**overrides):
+    torch.manual_seed(0)
+    return ScratchformerForConditionalGeneration(tester.get_config(**overrides)).eval()
+
+
+def test_inputs_embeds_equal_input_ids():
+    model = build(scale_embedding=False)
+    inputs = tester.prepare_inputs(model.config)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        by_ids = model(**inputs).logits
+        by_embeds = model(inputs_embeds=embed(inputs["input_ids"]), attention_mask=inputs["attention_mask"],
+                          decoder_inputs_embeds=embed(inputs["decoder_input_ids"])).logits
+    torch.testing.assert_close(by_embeds, by_ids)
+
+
+def test_output_embeddings_are_the_lm_head():
+    model = build()
+    assert model.get_output_embeddings() is model.lm_head
+    assert model.get_input_embeddings() is model.model.shared
+
+
+def test_precomputed_encoder_outputs_are_used_as_is():
+    model = build()
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        full = model(**inputs).logits
+        encoder_outputs = model.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        reused = model(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"],
+                       decoder_input_ids=inputs["decoder_input_ids"]).logits
+        as_tuple = model(encoder_outputs=(encoder_outputs.last_hidden_state,),
+                         attention_mask=inputs["attention_mask"],
+                         decoder_input_ids=inputs["decoder_input_ids"]).logits
+    assert isinstance(encoder_outputs, BaseModelOutput)
+    torch.testing.assert_close(reused, full)
+    torch.testing.assert_close(as_tuple, full)
+
+
+@pytest.mark.parametrize("variant", VARIANTS[::7], ids=VARIANT_IDS[::7])
+def test_forward_step_by_step_with_cache_equals_one_full_forward(variant):
+    """Feeding decoder tokens one at a time with past_key_values gives the logits of one causal pass."""
+    model = build(**variant)
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        full = model(**inputs, use_cache=False).logits
+        cache = EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
+        steps = []
+        for t in range(tester.tgt_len):
+            out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                        decoder_input_ids=inputs["decoder_input_ids"][:, t : t + 1], past_key_values=cache,
+                        use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
+    assert cache.get_seq_length() == tester.tgt_len
+
+
+def test_hidden_states_and_attentions_are_returned_when_set_in_the_config():
+    model = build(output_hidden_states=True, output_attentions=True)
+    inputs = tester.prepare_inputs(model.config)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert len(out.encoder_hidden_states) == model.config.encoder_layers + 1
+    assert len(out.decoder_attentions) == model.config.decoder_layers
+    assert all(w is not None for w in out.cross_attentions)
+
+
+def test_hidden_states_keep_gradients():
+    model = build(dropout=0.0).train()
+    inputs = tester.prepare_inputs(model.config)
+    out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    out.encoder_hidden_states[0].retain_grad()
+    out.cross_attentions[0].retain_grad()
+    out.logits.sum().backward()
+    assert out.encoder_hidden_states[0].grad is not None and out.cross_attentions[0].grad is not None
+
+
+def test_different_encoder_and_decoder_depths_generate_with_cache():
+    model = build(encoder_layers=1, decoder_layers=3, encoder_attention_heads=2)
+    inputs = tester.prepare_inputs(model.config)
+    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=4,
+                  min_new_tokens=4)
+    assert torch.equal(model.generate(**kwargs), model.generate(**kwargs, use_cache=False))
