@@ -24,6 +24,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from ..configuration.configuration_scratchformer import ScratchformerConfig
+from .masks_scratchformer import BandMask
 from .positions_scratchformer import apply_rotary
 
 logger = logging.get_logger(__name__)
@@ -208,6 +209,45 @@ class ScratchformerAttention(nn.Module):
                       dropout=self.dropout if self.training else 0.0)
 
 
+# ------------------------------------------------------------------------------------- window attention
+
+
+class ScratchformerWindowAttention(ScratchformerAttention):
+    """Truncated self-attention, |i - j| <= w, computed in blocks: O(n w) time and memory, not O(n^2).
+
+    Queries are cut into blocks of w; block c (queries cw .. cw + w - 1) can only see keys
+    cw - w .. cw + 2w - 1 (.. cw + w - 1 if causal), so each block attends to that span of 3w (2w) keys
+    with the band mask of ``BandMask.blocks``, through the same score/normalizer or sdpa kernel as full
+    attention, the blocks folded into the batch. Short inputs (n <= 3w), cached decoding steps and
+    ``output_attentions`` use the dense mask instead: the result is the same (tested).
+    """
+
+    def attend(self, query, memory, attention_mask, output_attentions):
+        if not isinstance(attention_mask, BandMask):  # a dense keep mask given by the caller
+            return super().attend(query, memory, attention_mask, output_attentions)
+        key, value = memory
+        n, w = query.shape[2], attention_mask.window
+        if output_attentions or n != key.shape[2] or n <= 3 * w:
+            return super().attend(query, memory, attention_mask.dense(), output_attentions)
+        keep = attention_mask.blocks(w)  # (b or 1, c, 1, w, span)
+        span, num_blocks = keep.shape[-1], keep.shape[1]
+        b, h, _, d = query.shape
+        query = F.pad(query, (0, 0, 0, num_blocks * w - n)).view(b, h, num_blocks, w, d)  # (b, h, c, w, d)
+        query = query.transpose(1, 2).reshape(b * num_blocks, h, w, d)  # (b c, h, w, d)
+        key, value = (self.key_spans(x, w, span, num_blocks, n) for x in (key, value))  # (b c, h, span, d)
+        keep = keep.expand(b, -1, -1, -1, -1).reshape(b * num_blocks, 1, w, span)  # (b c, 1, w, span)
+        out, _ = super().attend(query, (key, value), keep, False)  # (b c, w, h, d)
+        return out.reshape(b, num_blocks * w, h, d)[:, :n], None  # (b, i, h, d)
+
+    @staticmethod
+    def key_spans(x, w, span, num_blocks, n):
+        """(b, h, n, d) -> the span of keys of every query block, (b * num_blocks, h, span, d)."""
+        b, h, _, d = x.shape
+        x = F.pad(x, (0, 0, w, span - 2 * w + num_blocks * w - n))  # zero keys before 0 and after n - 1
+        x = x.unfold(2, span, w)  # (b, h, c, d, span)
+        return x.permute(0, 2, 1, 4, 3).reshape(b * num_blocks, h, span, d)
+
+
 # ------------------------------------------------------------------------------------- linear attention
 
 
@@ -311,7 +351,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
 
 ATTENTION_CLASSES = {
     "full": ScratchformerAttention,
-    "window": ScratchformerAttention,  # the band is in the mask (masks_scratchformer.keep_mask)
+    "window": ScratchformerWindowAttention,  # blocked: O(n w)
     "linear": ScratchformerLinearAttention,
 }
 

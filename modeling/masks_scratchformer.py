@@ -4,9 +4,16 @@ Shape ``(b or 1, 1, i, j)``: broadcast over heads. Masks are built from absolute
 decoding step (queries at positions past..past+i-1) needs no special case. ``None`` means "nothing is
 masked", or, for a causal module whose queries and keys are the same tokens, "plain causal" (the
 convention of transformers' sdpa kernel), which lets SDPA use its fused causal path.
+
+The window pattern's mask is a ``BandMask``: the band |i - j| <= w kept as its parts (positions, w,
+padding) in O(n) memory, so that window attention can run in blocks; ``dense()`` is the same mask as
+``keep_mask`` builds.
 """
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 
 def keep_mask(query_pos, key_pos, *, causal, window=None, key_padding=None):
@@ -26,6 +33,39 @@ def keep_mask(query_pos, key_pos, *, causal, window=None, key_padding=None):
     return keep if key_padding is None else keep & key_padding.bool()[:, None, None, :]
 
 
+@dataclass
+class BandMask:
+    """Truncated self-attention's mask, |i - j| <= window (and j <= i if causal) with key padding, not
+    materialised: O(i + j) memory instead of the dense (i, j) tensor."""
+
+    query_pos: torch.Tensor  # (i,)
+    key_pos: torch.Tensor  # (j,)
+    window: int
+    causal: bool
+    key_padding: torch.Tensor | None  # (b, j), 1 = real token
+
+    def dense(self):
+        """The same mask as keep_mask(), (b or 1, 1, i, j)."""
+        return keep_mask(self.query_pos, self.key_pos, causal=self.causal, window=self.window,
+                         key_padding=self.key_padding)
+
+    def blocks(self, block):
+        """The mask seen by query block c (queries c*block + t) over its key span (keys c*block - w + s),
+        for every block at once: (b or 1, num_blocks, 1, block, span), span = block + w (+ w if not causal).
+
+        Assumes queries and keys are the same consecutive positions (self-attention without a cache)."""
+        w, n = self.window, self.key_pos.shape[0]
+        num_blocks = -(-n // block)
+        span = block + w + (0 if self.causal else w)
+        t = torch.arange(block, device=self.key_pos.device)
+        s = torch.arange(span, device=self.key_pos.device)
+        band = keep_mask(t + w, s, causal=self.causal, window=w)  # (1, 1, block, span): offset i - j = t + w - s
+        real = torch.ones(1, n, device=self.key_pos.device) if self.key_padding is None else self.key_padding
+        real = F.pad(real.to(band.device, torch.float32), (w, span - block - w + num_blocks * block - n))
+        real = real.unfold(1, span, block).bool()  # (b or 1, num_blocks, span): key exists and is not padding
+        return band[:, None] & real[:, :, None, None, :]
+
+
 def padding_mask(key_padding):
     """Keep[b, 0, 0, j] = key j is a real token; None when nothing is padded (no mask, fast path)."""
     if key_padding is None:
@@ -37,8 +77,11 @@ def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=
     """The self-attention mask of one stack, built once per forward and shared by its layers.
 
     Returns None where the kernel needs no mask: full attention without padding (bidirectional), and
-    causal attention without padding whose queries and keys are the same tokens, or a single new query.
+    causal attention without padding whose queries and keys are the same tokens, or a single new query;
+    a BandMask for the window pattern.
     """
+    if window is not None:
+        return BandMask(query_pos, key_pos, window, causal, key_padding)
     if window is None and key_padding is None:
         if not causal or query_pos.shape[0] == 1 or query_pos.shape[0] == key_pos.shape[0]:
             return None
@@ -47,4 +90,4 @@ def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=
     return keep_mask(query_pos, key_pos, causal=causal, window=window, key_padding=key_padding)
 
 
-__all__ = ["keep_mask", "padding_mask", "self_attention_mask"]
+__all__ = ["BandMask", "keep_mask", "padding_mask", "self_attention_mask"]

@@ -71,7 +71,9 @@ class ResidualNorm(nn.Module):
         return self.layer_norm(x) if self.before else x
 
     def add(self, x, sublayer_output):
-        x = x + F.dropout(sublayer_output, p=self.dropout, training=self.training)
+        if self.training and self.dropout:
+            sublayer_output = F.dropout(sublayer_output, p=self.dropout)
+        x = x + sublayer_output
         return self.layer_norm(x) if self.after else x
 
 
@@ -86,7 +88,9 @@ class FeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
 
     def forward(self, x):
-        x = F.dropout(self.activation(self.fc1(x)), p=self.activation_dropout, training=self.training)
+        x = self.activation(self.fc1(x))
+        if self.training and self.activation_dropout:
+            x = F.dropout(x, p=self.activation_dropout)
         return self.fc2(x)
 
 

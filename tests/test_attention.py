@@ -14,7 +14,7 @@ from scratchformer.modeling.attention_scratchformer import (
     LinearAttentionState,
     ScratchformerLinearAttention,
 )
-from scratchformer.modeling.masks_scratchformer import keep_mask
+from scratchformer.modeling.masks_scratchformer import BandMask, keep_mask
 from scratchformer.modeling.positions_scratchformer import sinusoid_table
 
 from model_tester import ModelTester
@@ -85,6 +85,40 @@ def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, win
     if normalizer == "softmax":
         sums = weights.sum(-1).transpose(1, 2)  # (b, i, h)
         torch.testing.assert_close(sums[real], torch.ones_like(sums[real]))  # a padding query may see nothing
+
+
+@pytest.mark.parametrize("score,normalizer,implementation", [("dot", "softmax", "eager"), ("dot", "softmax", "sdpa"),
+                                                              ("additive", "relu", "eager"),
+                                                              ("dot", "sigmoid", "eager")])
+@pytest.mark.parametrize("causal", [False, True])
+def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal):
+    """The O(n w) blocked kernel == the dense n x n band mask == the per-query loop, outputs and gradients."""
+    w, n = 2, 13  # n > 3w: the blocked path, with a ragged last block
+    config = tester.get_config(attention_score=score, attention_normalizer=normalizer, attention_pattern="window",
+                               attention_window=w)
+    config._attn_implementation = implementation
+    module = ATTENTION_CLASSES["window"](config, H, is_causal=causal, layer_idx=0)
+    for parameter in module.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    x = torch.randn(2, n, D, requires_grad=True)
+    padding = torch.ones(2, n, dtype=torch.long)
+    padding[1, 9:] = 0
+    positions = torch.arange(n)
+    blocked, no_weights = module(x, attention_mask=BandMask(positions, positions, w, causal, padding))
+    dense, _ = module(x, attention_mask=keep_mask(positions, positions, causal=causal, window=w, key_padding=padding))
+    assert no_weights is None  # the blocked path ran (the dense one returns weights)
+    real = padding.bool()
+    torch.testing.assert_close(blocked[real], dense[real], atol=1e-5, rtol=1e-4)
+    (grad_blocked,) = torch.autograd.grad(blocked[real].sum(), x)
+    (grad_dense,) = torch.autograd.grad(dense[real].sum(), x)
+    torch.testing.assert_close(grad_blocked, grad_dense, atol=1e-5, rtol=1e-4)
+
+    def visible(b, i, j):
+        return bool(padding[b, j]) and (not causal or j <= i) and abs(i - j) <= w
+
+    with torch.no_grad():
+        expected = naive_attention(module, x, x, visible, score_function(module, score), NORMALIZE[normalizer])
+    torch.testing.assert_close(blocked[real].detach(), expected[real], atol=1e-5, rtol=1e-4)
 
 
 def test_cross_attention_matches_the_formula_loop():

@@ -1,0 +1,466 @@
+"""Speed of scratchformer against transformers' BART and torch.nn.Transformer, same dimensions, same inputs.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench.py --out benchmarks/results.json
+
+Models (built with equal d_model, heads, FFN width, layers, vocabulary, ReLU, dropout 0.1, tied embeddings):
+    scratchformer-sdpa / scratchformer-eager   this project, attn_implementation="sdpa" / "eager"
+    bart-sdpa / bart-eager                     transformers.BartForConditionalGeneration
+    torch-transformer                          torch.nn.Transformer + embeddings + sinusoids + output projection
+
+Sections of the JSON (and of the printed table), every ratio against bart-sdpa measured in this run:
+    matmul_ceiling   fp32 torch.mm of two large square matrices: the machine's achievable FLOP/s
+    training         target tokens/s of forward + backward + AdamW step; FLOPs counted once per model with
+                     torch.utils.flop_counter.FlopCounterMode (fwd + bwd), MFU = achieved FLOP/s / ceiling
+    inference        encoder + decoder forward latency (no grad) on the training batch
+    generation       greedy generate() tokens/s with the KV cache at batch 1 and at batch B,
+                     min_new_tokens = max_new_tokens so every model produces exactly the same number of tokens
+    decode_cost      time of one cached decoder step at growing positions (full vs linear attention)
+    long_inputs      encoder forward time and peak memory at long lengths for full (sdpa), window and linear
+                     attention; peak memory = growth of the peak resident set (VmHWM, reset through
+                     /proc/self/clear_refs) during one forward, in a fresh process per measurement
+                     (see peak_memory.py)
+    compile          torch.compile speed-up of scratchformer-sdpa's inference forward and training step
+
+Every timing is the median over --rounds rounds after --warmup warm-up calls; the models are interleaved
+round by round, so a burst of load from another process hits all of them alike.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BartConfig, BartForConditionalGeneration
+from transformers.utils import logging as hf_logging
+
+from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import PeakMemoryServer  # noqa: E402
+
+hf_logging.set_verbosity_error()
+REFERENCE = "bart-sdpa"
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def scratchformer_kwargs(args, **overrides):
+    return dict(
+        vocab_size=args.vocab, d_model=args.d_model, encoder_layers=args.layers, decoder_layers=args.layers,
+        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads, encoder_ffn_dim=args.ffn,
+        decoder_ffn_dim=args.ffn, dropout=0.1, max_position_embeddings=args.max_positions, **overrides)
+
+
+def scratchformer_config(args, **overrides):
+    return ScratchformerConfig(**scratchformer_kwargs(args, **overrides))
+
+
+def build_scratchformer(args, implementation, **overrides):
+    return ScratchformerForConditionalGeneration._from_config(scratchformer_config(args, **overrides),
+                                                              attn_implementation=implementation)
+
+
+def build_bart(args, implementation):
+    config = BartConfig(
+        vocab_size=args.vocab, d_model=args.d_model, encoder_layers=args.layers, decoder_layers=args.layers,
+        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads, encoder_ffn_dim=args.ffn,
+        decoder_ffn_dim=args.ffn, activation_function="relu", dropout=0.1, attention_dropout=0.0,
+        activation_dropout=0.0, max_position_embeddings=args.max_positions, scale_embedding=True,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, forced_bos_token_id=None,
+        forced_eos_token_id=None, tie_word_embeddings=True)
+    return BartForConditionalGeneration._from_config(config, attn_implementation=implementation)
+
+
+class TorchTransformerSeq2Seq(nn.Module):
+    """torch.nn.Transformer with what a seq2seq LM needs around it: shared embeddings * sqrt(d),
+    sinusoidal positions, a causal decoder mask, a tied output projection and the cross-entropy loss."""
+
+    def __init__(self, args):
+        super().__init__()
+        from scratchformer.modeling.positions_scratchformer import sinusoid_table
+
+        self.embed = nn.Embedding(args.vocab, args.d_model, padding_idx=0)
+        self.register_buffer("positions", sinusoid_table(args.max_positions, args.d_model), persistent=False)
+        self.transformer = nn.Transformer(args.d_model, args.heads, args.layers, args.layers, args.ffn, dropout=0.1,
+                                          batch_first=True)
+        self.lm_head = nn.Linear(args.d_model, args.vocab, bias=False)
+        self.lm_head.weight = self.embed.weight
+        self.scale = math.sqrt(args.d_model)
+
+    def embed_tokens(self, ids):
+        return self.embed(ids) * self.scale + self.positions[: ids.shape[1]]
+
+    def forward(self, input_ids, decoder_input_ids, labels=None, **kwargs):
+        n = decoder_input_ids.shape[1]
+        causal = nn.Transformer.generate_square_subsequent_mask(n, device=input_ids.device)
+        hidden = self.transformer(self.embed_tokens(input_ids), self.embed_tokens(decoder_input_ids),
+                                  tgt_mask=causal, tgt_is_causal=True)
+        logits = self.lm_head(hidden)
+        loss = None if labels is None else nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
+                                                                       labels.view(-1))
+        return loss, logits
+
+
+def build_models(args):
+    torch.manual_seed(0)
+    return {
+        "scratchformer-sdpa": build_scratchformer(args, "sdpa"),
+        "scratchformer-eager": build_scratchformer(args, "eager"),
+        "bart-sdpa": build_bart(args, "sdpa"),
+        "bart-eager": build_bart(args, "eager"),
+        "torch-transformer": TorchTransformerSeq2Seq(args),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ timing
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(fns, rounds, warmup):
+    """{name: median seconds}: every fn warmed up, then called once per round, the fns in turn."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn))
+    return {name: statistics.median(t) for name, t in times.items()}, times
+
+
+def inputs(args, batch, src_len, tgt_len, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(4, args.vocab, (batch, src_len), generator=generator)
+    labels = torch.randint(4, args.vocab, (batch, tgt_len), generator=generator)
+    decoder_input_ids = torch.cat([torch.ones(batch, 1, dtype=torch.long), labels[:, :-1]], 1)
+    return input_ids, decoder_input_ids, labels
+
+
+def loss_of(model, input_ids, decoder_input_ids, labels):
+    out = model(input_ids=input_ids, decoder_input_ids=decoder_input_ids, labels=labels)
+    return out[0]
+
+
+def matmul_ceiling(args):
+    n = args.matmul_size
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    median, _ = interleaved({"mm": lambda: torch.mm(a, b)}, args.rounds * 2, args.warmup)
+    flops = 2 * n**3
+    return {"size": n, "seconds": median["mm"], "flops_per_s": flops / median["mm"]}
+
+
+def training(args, models, ceiling):
+    x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
+    steps = {}
+    flops = {}
+    for name, model in models.items():
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(model=model, optimizer=optimizer):
+            loss_of(model, x, y_in, y).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        steps[name] = step
+        with FlopCounterMode(display=False) as counter:
+            loss_of(model, x, y_in, y).backward()
+        model.zero_grad(set_to_none=True)
+        flops[name] = counter.get_total_flops()
+    median, _ = interleaved(steps, args.rounds, args.warmup)
+    tokens = args.batch * args.tgt_len
+    rows = {}
+    for name in models:
+        rows[name] = {"step_s": median[name], "target_tokens_per_s": tokens / median[name],
+                      "flops_per_step": flops[name], "flops_per_s": flops[name] / median[name],
+                      "mfu": flops[name] / median[name] / ceiling["flops_per_s"],
+                      "vs_bart_sdpa": median[REFERENCE] / median[name]}
+    return rows
+
+
+def inference(args, models):
+    x, y_in, _ = inputs(args, args.batch, args.src_len, args.tgt_len)
+    fns = {}
+    for name, model in models.items():
+        model.eval()
+        fns[name] = lambda model=model: model(input_ids=x, decoder_input_ids=y_in)
+    with torch.no_grad():
+        median, _ = interleaved(fns, args.rounds, args.warmup)
+    return {name: {"latency_ms": 1e3 * median[name], "vs_bart_sdpa": median[REFERENCE] / median[name]}
+            for name in models}
+
+
+def generation(args, models):
+    """Greedy decoding with the KV cache; nn.Transformer has no cache and no generate(): left out."""
+    result = {}
+    for batch in (1, args.batch):
+        x, _, _ = inputs(args, batch, args.src_len, 1, seed=1)
+        fns = {}
+        for name, model in models.items():
+            if not hasattr(model, "generate"):
+                continue
+            model.eval()
+            fns[name] = lambda model=model: model.generate(
+                input_ids=x, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
+                num_beams=1, use_cache=True)
+        with torch.no_grad():
+            lengths = {name: fn().shape[1] for name, fn in fns.items()}
+            median, _ = interleaved(fns, args.rounds, args.warmup)
+        tokens = batch * args.new_tokens
+        result[f"batch_{batch}"] = {
+            name: {"seconds": median[name], "tokens_per_s": tokens / median[name],
+                   "ms_per_step": 1e3 * median[name] / args.new_tokens, "output_length": lengths[name],
+                   "vs_bart_sdpa": median[REFERENCE] / median[name]} for name in fns}
+    return result
+
+
+def decode_cost(args):
+    """ms of one cached decoder step (batch 1) after `position` tokens, full (sdpa) vs linear attention."""
+    result = {}
+    positions = args.decode_positions
+    cfg = argparse.Namespace(**{**vars(args), "max_positions": max(positions) + 2 * args.rounds + 16})
+    x, _, _ = inputs(args, 1, args.src_len, 1, seed=2)
+    for pattern in ("full", "linear"):
+        model = build_scratchformer(cfg, "sdpa", attention_pattern=pattern).eval()
+        fns = {}
+        with torch.no_grad():
+            encoder_outputs = model.get_encoder()(input_ids=x)
+            for position in positions:
+                prefix = torch.randint(4, args.vocab, (1, position))
+                past = model(encoder_outputs=encoder_outputs, decoder_input_ids=prefix, use_cache=True).past_key_values
+                token = prefix[:, -1:]
+                fns[position] = lambda past=past, token=token: model(
+                    encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
+            median, _ = interleaved(fns, args.rounds * 2, args.warmup)
+        result[pattern] = {str(p): 1e3 * median[p] for p in positions}
+    return result
+
+
+LONG_PATTERNS = {"full": {}, "window": {"attention_pattern": "window", "attention_window": None},
+                 "linear": {"attention_pattern": "linear"}}
+
+
+def long_overrides(pattern, args):
+    overrides = dict(LONG_PATTERNS[pattern])
+    if pattern == "window":
+        overrides["attention_window"] = args.window
+    return overrides
+
+
+def long_kwargs(args, pattern):
+    cfg = argparse.Namespace(**{**vars(args), "max_positions": max(args.long_lengths)})
+    return scratchformer_kwargs(cfg, **long_overrides(pattern, args))
+
+
+def encoder_for(args, pattern, length):
+    torch.manual_seed(0)
+    model = ScratchformerForConditionalGeneration._from_config(ScratchformerConfig(**long_kwargs(args, pattern)),
+                                                               attn_implementation="sdpa").eval()
+    return model.get_encoder(), torch.randint(4, args.vocab, (1, length))
+
+
+def long_inputs(args):
+    result = {pattern: {} for pattern in LONG_PATTERNS}
+    with PeakMemoryServer() as server:
+        memory = {(pattern, length): server.measure(long_kwargs(args, pattern), length, torch.get_num_threads())
+                  for length in args.long_lengths for pattern in LONG_PATTERNS}
+    for length in args.long_lengths:
+        fns = {}
+        with torch.no_grad():
+            for pattern in LONG_PATTERNS:
+                encoder, ids = encoder_for(args, pattern, length)
+                fns[pattern] = lambda encoder=encoder, ids=ids: encoder(input_ids=ids)
+            median, _ = interleaved(fns, args.long_rounds, 1)
+        for pattern in LONG_PATTERNS:
+            result[pattern][str(length)] = {"forward_ms": 1e3 * median[pattern], **memory[pattern, length]}
+    for pattern, rows in result.items():
+        first, last = str(args.long_lengths[0]), str(args.long_lengths[-1])
+        rows["growth"] = {
+            "lengths": [int(first), int(last)], "length_ratio": int(last) / int(first),
+            "time_ratio": rows[last]["forward_ms"] / rows[first]["forward_ms"],
+            "memory_ratio": rows[last]["peak_mib"] / max(rows[first]["peak_mib"], 1e-3)}
+    last = str(args.long_lengths[-1])
+    result["linear_vs_full_at_longest"] = {
+        "length": int(last), "speedup": result["full"][last]["forward_ms"] / result["linear"][last]["forward_ms"],
+        "memory_ratio": result["linear"][last]["peak_mib"] / max(result["full"][last]["peak_mib"], 1e-3)}
+    return result
+
+
+def compile_speedup(args):
+    """torch.compile (inductor) of scratchformer-sdpa: inference forward and training step, eager vs compiled."""
+    x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
+    torch.manual_seed(0)
+    plain = build_scratchformer(args, "sdpa")
+    torch.manual_seed(0)
+    compiled = build_scratchformer(args, "sdpa")
+    compiled.forward = torch.compile(compiled.forward, dynamic=False)
+    start = time.perf_counter()
+    with torch.no_grad():
+        plain.eval(), compiled.eval()
+        expected = plain(input_ids=x, decoder_input_ids=y_in).logits
+        got = compiled(input_ids=x, decoder_input_ids=y_in).logits
+        compile_s = time.perf_counter() - start
+        max_diff = (got - expected).abs().max().item()
+        fns = {"eager": lambda: plain(input_ids=x, decoder_input_ids=y_in),
+               "compiled": lambda: compiled(input_ids=x, decoder_input_ids=y_in)}
+        median, _ = interleaved(fns, args.rounds, args.warmup)
+    result = {"inference": {"eager_ms": 1e3 * median["eager"], "compiled_ms": 1e3 * median["compiled"],
+                            "speedup": median["eager"] / median["compiled"], "compile_s": compile_s,
+                            "max_abs_diff": max_diff}}
+    steps = {}
+    for name, model in (("eager", plain), ("compiled", compiled)):
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(model=model, optimizer=optimizer):
+            loss_of(model, x, y_in, y).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        steps[name] = step
+    start = time.perf_counter()
+    steps["compiled"]()
+    compile_s = time.perf_counter() - start
+    median, _ = interleaved(steps, args.rounds, args.warmup)
+    result["training"] = {"eager_step_s": median["eager"], "compiled_step_s": median["compiled"],
+                          "speedup": median["eager"] / median["compiled"], "compile_s": compile_s}
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import transformers
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"), "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(), "dtype": "float32",
+            "load_average": os.getloadavg()}
+
+
+def table(results):
+    lines = []
+    names = list(results["training"])
+    lines.append(f"matmul ceiling: {results['matmul_ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s "
+                 f"(torch.mm {results['matmul_ceiling']['size']}^2, fp32)")
+    lines.append("")
+    header = f"{'model':<22}{'train tok/s':>12}{'x BART':>8}{'MFU':>7}{'fwd ms':>9}{'x BART':>8}"
+    for batch in results["generation"]:
+        header += f"{'gen ' + batch.replace('batch_', 'b') + ' tok/s':>16}{'x BART':>8}"
+    lines.append(header)
+    for name in names:
+        t, i = results["training"][name], results["inference"][name]
+        row = (f"{name:<22}{t['target_tokens_per_s']:>12.0f}{t['vs_bart_sdpa']:>8.2f}{100 * t['mfu']:>6.0f}%"
+               f"{i['latency_ms']:>9.1f}{i['vs_bart_sdpa']:>8.2f}")
+        for batch in results["generation"].values():
+            g = batch.get(name)
+            row += f"{g['tokens_per_s']:>16.0f}{g['vs_bart_sdpa']:>8.2f}" if g else f"{'-':>16}{'-':>8}"
+        lines.append(row)
+    lines.append("")
+    decode = results["decode_cost"]
+    lines.append("cached decoder step, batch 1 (ms) at position: " + "  ".join(
+        f"{pattern} " + " ".join(f"{p}:{ms:.2f}" for p, ms in rows.items()) for pattern, rows in decode.items()))
+    lines.append("")
+    long = results["long_inputs"]
+    lengths = [k for k in long["full"] if k != "growth"]
+    lines.append(f"{'encoder, batch 1':<18}" + "".join(f"{n + ' ms':>10}{n + ' MiB':>10}" for n in lengths)
+                 + f"{'time x':>9}{'mem x':>8}")
+    for pattern in LONG_PATTERNS:
+        rows = long[pattern]
+        lines.append(f"{pattern:<18}" + "".join(f"{rows[n]['forward_ms']:>10.1f}{rows[n]['peak_mib']:>10.1f}"
+                                                for n in lengths)
+                     + f"{rows['growth']['time_ratio']:>9.2f}{rows['growth']['memory_ratio']:>8.2f}")
+    lv = long["linear_vs_full_at_longest"]
+    lines.append(f"(time x / mem x: longest vs shortest length; linear vs full at {lv['length']}: "
+                 f"{lv['speedup']:.2f}x faster, {lv['memory_ratio']:.2f}x the memory)")
+    c = results["compile"]
+    lines.append("")
+    lines.append(f"torch.compile scratchformer-sdpa: inference {c['inference']['eager_ms']:.1f} -> "
+                 f"{c['inference']['compiled_ms']:.1f} ms ({c['inference']['speedup']:.2f}x), training step "
+                 f"{1e3 * c['training']['eager_step_s']:.0f} -> {1e3 * c['training']['compiled_step_s']:.0f} ms "
+                 f"({c['training']['speedup']:.2f}x)")
+    m = results["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+                 f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, torch {m['torch']}, transformers {m['transformers']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help="fast smoke run: tiny dims, few rounds")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--src-len", type=int, default=64)
+    parser.add_argument("--tgt-len", type=int, default=64)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=3, help="encoder layers = decoder layers")
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--long-lengths", type=lambda s: [int(x) for x in s.split(",")], default=[512, 2048, 4096, 8192])
+    parser.add_argument("--long-rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--decode-positions", type=lambda s: [int(x) for x in s.split(",")], default=[16, 256, 1024])
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    args = parser.parse_args(argv)
+    if args.quick:
+        quick = dict(batch=2, src_len=8, tgt_len=8, d_model=32, heads=4, ffn=64, layers=1, vocab=100, new_tokens=4,
+                     rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, window=8, decode_positions=[4, 16],
+                     matmul_size=128)
+        given = {a.dest for a in parser._actions if any(opt in (argv or sys.argv[1:]) for opt in a.option_strings)}
+        for key, value in quick.items():
+            if key not in given:
+                setattr(args, key, value)
+    args.max_positions = max(512, args.src_len, args.tgt_len + args.new_tokens)
+    return args
+
+
+def section(name, fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    print(f"[{name}: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    results = {"machine": machine(), "settings": {k: str(v) if isinstance(v, Path) else v
+                                                  for k, v in vars(args).items()}}
+    ceiling = results["matmul_ceiling"] = section("matmul_ceiling", matmul_ceiling, args)
+    models = build_models(args)
+    results["training"] = section("training", training, args, models, ceiling)
+    results["inference"] = section("inference", inference, args, models)
+    results["generation"] = section("generation", generation, args, models)
+    del models
+    results["decode_cost"] = section("decode_cost", decode_cost, args)
+    results["long_inputs"] = section("long_inputs", long_inputs, args)
+    results["compile"] = section("compile", compile_speedup, args)
+    results["machine"]["load_average_after"] = os.getloadavg()
+    print(table(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
