@@ -1,0 +1,230 @@
+"""The trainer end to end on tiny local data: each task kind learns, resume is exact, the CLI works, bad input
+fails before training, and the models also train under transformers' Trainer / Seq2SeqTrainer."""
+
+import json
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scratchformer.training import cli
+from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments, config_defaults, parse_args
+from scratchformer.training.trainer import latest_checkpoint, noam, train
+
+LETTERS = {"a": "AA", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH", "k": "K",
+           "l": "L", "m": "M", "n": "N", "o": "OW", "p": "P", "r": "R", "s": "S", "t": "T", "u": "UH"}
+TINY = dict(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=64, dropout=0.1)
+
+
+def g2p_rows(n, seed):
+    rng = random.Random(seed)
+    words = {"".join(rng.choice(list(LETTERS)) for _ in range(rng.randint(2, 6))) for _ in range(n)}
+    return [(w, " ".join(LETTERS[c] for c in w)) for w in sorted(words)]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    out = {}
+    for split, (n, seed) in {"train": (300, 0), "validation": (30, 1), "test": (30, 2)}.items():
+        path = root / f"g2p_{split}.tsv"
+        path.write_text("source\ttarget\n" + "".join(f"{w}\t{p}\n" for w, p in g2p_rows(n, seed)))
+        out[f"g2p_{split}"] = str(path)
+    rng = random.Random(0)
+    vocab = {"ich": "i", "du": "you", "sehe": "see", "mag": "like", "den": "the", "hund": "dog", "ball": "ball"}
+    rows = []
+    for _ in range(200):
+        words = [rng.choice(list(vocab)) for _ in range(rng.randint(2, 5))]
+        rows.append({"translation": {"de": " ".join(words), "en": " ".join(vocab[w] for w in words)}})
+    (root / "mt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out["mt"] = str(root / "mt.jsonl")
+    good, bad = ["great", "fine", "superb", "lovely"], ["awful", "poor", "dull", "boring"]
+    filler = ["the", "film", "was", "plot", "really", "acting"]
+    lines = ["sentence\tsentiment"]
+    for i in range(200):
+        label = i % 2
+        words = rng.sample(filler, 3) + [rng.choice(good if label else bad)]
+        rng.shuffle(words)
+        lines.append(" ".join(words) + "\t" + ("pos" if label else "neg"))
+    (root / "sst.tsv").write_text("\n".join(lines) + "\n")
+    out["sst"] = str(root / "sst.tsv")
+    tags = {"the": "DET", "a": "DET", "dog": "NOUN", "cat": "NOUN", "runs": "VERB", "sees": "VERB", "big": "ADJ"}
+    sentences = []
+    for i in range(120):
+        words = [rng.choice(["the", "a"]), rng.choice(["big", "dog", "cat"]), rng.choice(["dog", "cat"]),
+                 rng.choice(["runs", "sees"])]
+        sentences.append("\n".join(f"{j}\t{w}\t{w}\t{tags[w]}\t_\t_\t0\t_\t_\t_" for j, w in enumerate(words, 1)))
+    (root / "pos.conllu").write_text("\n\n".join(sentences) + "\n\n")
+    out["pos"] = str(root / "pos.conllu")
+    return out
+
+
+def run(tmp_path, model=None, **kwargs):
+    """train() with tiny defaults; kwargs go to whichever dataclass has the field."""
+    values = {**TINY, **(model or {}), "output_dir": str(tmp_path), "report_to": [], "log_every": 1,
+              "eval_every": 1000, "save_every": 1000, "batch_size": 16, "batch_tokens": 0, "learning_rate": 3e-3, "warmup_steps": 5,
+              "eval_batch_size": 64, **kwargs}
+    parts = [cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+             for cls in (ModelArguments, DataArguments, TrainArguments)]
+    return train(*parts)
+
+
+def losses(output_dir):
+    log = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+    return [entry["train/loss"] for entry in log if "train/loss" in entry]
+
+
+def assert_loss_falls(output_dir, factor=0.7):
+    curve = losses(output_dir)
+    first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
+    assert last < factor * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
+
+
+def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys):
+    out = tmp_path / "g2p"
+    results = run(out, task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"],
+                  test_file=files["g2p_test"], max_steps=80, eval_every=40, batch_tokens=600, learning_rate=5e-3)
+    assert_loss_falls(out, 0.8)
+    n_test = len(open(files["g2p_test"]).read().splitlines()) - 1
+    assert results["test"]["rows"] == n_test and 0.0 <= results["test"]["per"] < 1.0
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "training_args.json",
+                 "all_results.json", "loss_curve.png", "card_info.json", "log.jsonl", "test_predictions.jsonl"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "all_results.json").read_text())["test"]["wer"] == results["test"]["wer"]
+    printed = capsys.readouterr().out
+    assert f"== test ({n_test} rows) ==" in printed and "WER:" in printed and "PER:" in printed
+
+    # the release loads with the Auto classes alone, and generates what the trainer scored
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    assert model.generation_config.decoder_start_token_id == tokenizer.bos_token_id == 1
+    first = json.loads((out / "test_predictions.jsonl").read_text().splitlines()[0])
+    ids = model.generate(**tokenizer([first["source"]], return_tensors="pt"))
+    assert tokenizer.decode(ids[0], skip_special_tokens=True) == first["prediction"]
+
+    # predict and evaluate subcommands on the saved folder
+    assert cli.main(["predict", str(out), first["source"]]) == 0
+    assert capsys.readouterr().out.rstrip("\n").split("\t") == [first["source"], first["prediction"]]
+    assert cli.main(["evaluate", str(out), "--split", "test"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["wer"] == pytest.approx(results["test"]["wer"]) and scores["rows"] == n_test
+    # other data, given as data-argument overrides (strings converted by the argument parser)
+    assert cli.main(["evaluate", str(out), "--data", f"test_file={files['g2p_validation']}", "max_test_samples=3",
+                     "--max_samples", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 5
+    with pytest.raises(ValueError, match=r"unknown data argument\(s\) \['test_fle'\]"):
+        cli.main(["evaluate", str(out), "--data", "test_fle=x.tsv"])
+
+
+def test_translation_learns(tmp_path, files):
+    results = run(tmp_path, task="translation", train_file=files["mt"], source_lang="de", target_lang="en",
+                  tokenizer_type="wordpiece", vocab_size=60, max_steps=60, batch_size=16)
+    assert_loss_falls(tmp_path)
+    assert {"bleu", "chrf", "loss"} <= set(results["validation"])  # no test split: scored on validation
+
+
+def test_sequence_classification_learns(tmp_path, files, capsys):
+    results = run(tmp_path, task="sequence-classification", train_file=files["sst"], text_column="sentence",
+                  label_column="sentiment", tokenizer_type="bpe", vocab_size=80, max_steps=100)
+    assert_loss_falls(tmp_path)
+    assert {"accuracy", "macro_f1"} <= set(results["validation"])
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == ["ScratchformerForSequenceClassification"]
+    capsys.readouterr()
+    cli.main(["predict", str(tmp_path), "the film was superb"])
+    assert capsys.readouterr().out.split("\t")[1].split()[0] in ("neg", "pos")
+
+
+def test_token_classification_learns(tmp_path, files, capsys):
+    results = run(tmp_path, task="token-classification", train_file=files["pos"], tokenizer_type="bpe",
+                  vocab_size=60, max_steps=50)
+    assert_loss_falls(tmp_path)
+    assert results["validation"]["accuracy"] > 0.5
+    capsys.readouterr()
+    cli.main(["predict", str(tmp_path), "the dog runs"])
+    assert [pair.split("/")[0] for pair in capsys.readouterr().out.split("\t")[1].split()] == ["the", "dog", "runs"]
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, files):
+    common = dict(task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"],
+                  max_steps=12, save_every=3, eval_every=12, batch_tokens=300, gradient_accumulation_steps=2)
+    run(tmp_path / "straight", **common)
+    stopped = run(tmp_path / "resumed", stop_after_steps=7, **common)  # checkpoint at 6 and at 7 (mid-epoch)
+    assert stopped == {"step": 7, "stopped": "stop_after_steps=7"}
+    assert latest_checkpoint(tmp_path / "resumed").name == "checkpoint-0000007"
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    run(tmp_path / "resumed", resume=True, **common)
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+
+
+def test_latest_checkpoint_ignores_an_unfinished_write(tmp_path, files):
+    run(tmp_path, task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"], max_steps=4,
+        save_every=2, eval_every=4, batch_tokens=300, max_eval_samples=5)
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-0000002", "checkpoint-0000004", "latest"]
+    (root / ".tmp-checkpoint-0000006").mkdir()  # a write killed before its rename
+    assert latest_checkpoint(tmp_path) == (root / "checkpoint-0000004").resolve()
+    (root / "latest").unlink()  # even without the link, the newest complete checkpoint is found
+    assert latest_checkpoint(tmp_path) == root / "checkpoint-0000004"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="pos-tagging"), "task='pos-tagging'; allowed: g2p, translation, token-classification, sequence-classification"),
+    (dict(task="sequence-classification", text_column="review"), r"column\(s\) not found: --text_column 'review'"),
+    (dict(task="g2p", lr_scheduler="exponential"), "lr_scheduler='exponential'; allowed: noam, linear"),
+    (dict(task="g2p", max_target_length=4, too_long="error"), "target sequences are longer than 4 tokens"),
+    (dict(task="g2p", max_source_length=600), "max_source_length=600 exceeds the model's max_position_embeddings=512"),
+    (dict(task="g2p", position_encoding="alibi"), "position_encoding='alibi' is invalid; allowed: 'sinusoidal'"),
+])
+def test_bad_input_fails_before_training(tmp_path, files, kwargs, message):
+    data = {"g2p": dict(train_file=files["g2p_train"]), "sequence-classification": dict(train_file=files["sst"])}
+    with pytest.raises(ValueError, match=message):
+        run(tmp_path, **data.get(kwargs["task"], {"train_file": files["g2p_train"]}), **kwargs)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "log.jsonl").exists()
+
+
+def test_noam_peaks_at_the_learning_rate_after_warmup():
+    f = noam(100)
+    assert f(99) == pytest.approx(1.0)
+    assert f(49) == pytest.approx(0.5)
+    assert f(399) == pytest.approx(0.5)  # sqrt(100 / 400)
+    assert max(f(s) for s in range(1000)) == pytest.approx(1.0)
+
+
+def test_argument_precedence_preset_config_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("d_model: 64\nlearning_rate: 0.002\n")
+    model_args, data_args, train_args = parse_args(["--preset", "g014b2b", "--config", str(config), "--d_model", "96"])
+    assert model_args.d_model == 96  # flag beats config
+    assert train_args.learning_rate == 0.002  # config beats preset
+    assert train_args.num_beams == config_defaults("g014b2b")["num_beams"]  # preset beats field default
+    json_config = tmp_path / "run.json"
+    json_config.write_text(json.dumps({"d_modle": 64}))
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['d_modle'\]"):
+        parse_args(["--config", str(json_config)])
+    with pytest.raises(ValueError, match="preset='huge'; allowed: default, g014b2b"):
+        config_defaults("huge")
+    parser, subparsers = cli.build_parser()
+    assert set(subparsers) >= {"train", "evaluate", "predict"}
+
+
+def test_module_entry_point_defaults_to_train(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["scratchformer.training", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("scratchformer.training", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "usage: scratchformer" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["scratchformer.training", "--task", "g2p", "--help"])  # no subcommand: train
+    with pytest.raises(SystemExit):
+        runpy.run_module("scratchformer.training", run_name="__main__")
+    assert "--max_train_minutes" in capsys.readouterr().out

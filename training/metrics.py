@@ -1,0 +1,139 @@
+"""Task metrics as local `evaluate` modules: nothing is fetched from the Hub.
+
+Each class is an ``evaluate.Metric`` (``add_batch`` / ``compute``), computed by hand or with the package the
+Hub module would wrap (sacrebleu, seqeval):
+
+    G2PErrorRate         wer, per   multi-reference: a word is right if it equals ANY reference;
+                                    PER = sum of edit distances to the closest reference / sum of its lengths
+    TranslationScores    bleu, chrf (sacrebleu, corpus level)
+    TaggingScores        accuracy (per token), and seqeval precision/recall/f1 when the tags are IOB/BIO
+    ClassificationScores accuracy, macro_f1
+"""
+
+import datasets
+import evaluate
+
+STRINGS = datasets.Sequence(datasets.Value("string"))
+
+
+def edit_distance(hyp: list, ref: list) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    previous = list(range(len(ref) + 1))
+    for i, h in enumerate(hyp, 1):
+        current = [i]
+        for j, r in enumerate(ref, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (h != r)))
+        previous = current
+    return previous[-1]
+
+
+class G2PErrorRate(evaluate.Metric):
+    """Word error rate and phoneme error rate of space-separated phoneme strings, several references each."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=self.__doc__, citation="", inputs_description="predictions: str; references: list[str]",
+            features=datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS}),
+        )
+
+    def _compute(self, predictions, references):
+        wrong_words, edits, ref_len = 0, 0, 0
+        for prediction, refs in zip(predictions, references):
+            if not refs:
+                raise ValueError("G2PErrorRate: every prediction needs at least one reference")
+            hyp = prediction.split()
+            # closest reference: fewest edits, then the shorter one (the smaller error rate)
+            distance, length = min((edit_distance(hyp, r.split()), len(r.split())) for r in refs)
+            wrong_words += distance > 0
+            edits += distance
+            ref_len += length
+        return {"wer": wrong_words / max(len(predictions), 1), "per": edits / max(ref_len, 1)}
+
+
+class TranslationScores(evaluate.Metric):
+    """Corpus sacreBLEU and chrF (sacrebleu defaults: 13a tokenisation, chrF with char order 6, beta 2)."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=self.__doc__, citation="", inputs_description="predictions: str; references: list[str]",
+            features=datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS}),
+        )
+
+    def _compute(self, predictions, references):
+        import sacrebleu
+
+        width = max((len(r) for r in references), default=1)
+        if any(len(r) != width for r in references):
+            raise ValueError("TranslationScores: every prediction needs the same number of references")
+        streams = [[r[k] for r in references] for k in range(width)]  # sacrebleu: one stream per reference
+        return {"bleu": sacrebleu.corpus_bleu(predictions, streams).score,
+                "chrf": sacrebleu.corpus_chrf(predictions, streams).score}
+
+
+def is_iob(labels) -> bool:
+    """True when every tag is O or starts with B-/I-/E-/S- (then seqeval's entity F1 applies)."""
+    return all(tag == "O" or tag[:2] in ("B-", "I-", "E-", "S-") for tag in labels)
+
+
+class TaggingScores(evaluate.Metric):
+    """Token accuracy over word-level tags; entity precision/recall/F1 (seqeval) when the tags are IOB."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=self.__doc__, citation="", inputs_description="predictions, references: list[str] per sentence",
+            features=datasets.Features({"predictions": STRINGS, "references": STRINGS}),
+        )
+
+    def _compute(self, predictions, references):
+        pairs = [(p, r) for sent_p, sent_r in zip(predictions, references) for p, r in zip(sent_p, sent_r, strict=True)]
+        scores = {"accuracy": sum(p == r for p, r in pairs) / max(len(pairs), 1)}
+        if pairs and is_iob({r for _, r in pairs} | {p for p, _ in pairs}):
+            from seqeval.metrics import f1_score, precision_score, recall_score
+
+            scores |= {"precision": precision_score(references, predictions, zero_division=0),
+                       "recall": recall_score(references, predictions, zero_division=0),
+                       "f1": f1_score(references, predictions, zero_division=0)}
+        return scores
+
+
+class ClassificationScores(evaluate.Metric):
+    """Accuracy and macro-F1 (unweighted mean of per-class F1 over the classes seen in predictions or references)."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=self.__doc__, citation="", inputs_description="predictions, references: int class ids",
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+        )
+
+    def _compute(self, predictions, references):
+        f1s = []
+        for c in sorted(set(predictions) | set(references)):
+            tp = sum(p == c and r == c for p, r in zip(predictions, references))
+            fp = sum(p == c and r != c for p, r in zip(predictions, references))
+            fn = sum(p != c and r == c for p, r in zip(predictions, references))
+            f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        n = max(len(predictions), 1)
+        return {"accuracy": sum(p == r for p, r in zip(predictions, references)) / n,
+                "macro_f1": sum(f1s) / max(len(f1s), 1)}
+
+
+# task -> (metric class, metric used to pick the best checkpoint, greater is better)
+TASK_METRICS = {
+    "g2p": (G2PErrorRate, "wer", False),
+    "translation": (TranslationScores, "bleu", True),
+    "token-classification": (TaggingScores, "accuracy", True),  # "f1" is offered too when the tags are IOB
+    "sequence-classification": (ClassificationScores, "accuracy", True),
+}
+
+LOWER_IS_BETTER = {"wer", "per", "loss", "eval_loss"}
+
+
+def load_metric(task: str) -> evaluate.Metric:
+    """The evaluate module of a task (a fresh instance: evaluate metrics hold state between add_batch calls)."""
+    if task not in TASK_METRICS:
+        raise ValueError(f"task={task!r}; allowed: {', '.join(TASK_METRICS)}")
+    return TASK_METRICS[task][0]()
+
+
+__all__ = ["ClassificationScores", "G2PErrorRate", "LOWER_IS_BETTER", "TASK_METRICS", "TaggingScores",
+           "TranslationScores", "edit_distance", "is_iob", "load_metric"]
