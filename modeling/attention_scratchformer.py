@@ -205,6 +205,12 @@ class ScratchformerAttention(nn.Module):
         kernel = eager_attention
         if self.fused_kernel_ok and not output_attentions:
             kernel = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
+        elif self.config._attn_implementation != "eager":  # say once why the fused kernel is not used
+            why = ("output_attentions=True (fused kernels return no weights)" if self.fused_kernel_ok else
+                   f"attention_score={self.config.attention_score!r}, attention_normalizer="
+                   f"{self.config.attention_normalizer!r} (fused kernels compute dot-product + softmax only)")
+            logger.warning_once(f"attn_implementation={self.config._attn_implementation!r} runs the eager "
+                             f"attention kernel for {why}")
         return kernel(self, query, key, value, attention_mask, scaling=self.scaling,
                       dropout=self.dropout if self.training else 0.0)
 
