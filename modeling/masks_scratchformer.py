@@ -66,8 +66,17 @@ class BandMask:
         return band[:, None] & real[:, :, None, None, :]
 
 
+def unpadded_to_none(key_padding):
+    """An all-ones padding mask masks nothing: drop it, so the kernels take their unmasked fast path
+    (as transformers does for sdpa). Kept while compiling, where the data-dependent check would break."""
+    if key_padding is None or torch.compiler.is_compiling() or not bool(key_padding.all()):
+        return key_padding
+    return None
+
+
 def padding_mask(key_padding):
     """Keep[b, 0, 0, j] = key j is a real token; None when nothing is padded (no mask, fast path)."""
+    key_padding = unpadded_to_none(key_padding)
     if key_padding is None:
         return None
     return key_padding.bool()[:, None, None, :]  # (b, 1, 1, j)
@@ -80,14 +89,15 @@ def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=
     causal attention without padding whose queries and keys are the same tokens, or a single new query;
     a BandMask for the window pattern.
     """
+    key_padding = unpadded_to_none(key_padding)
     if window is not None:
         return BandMask(query_pos, key_pos, window, causal, key_padding)
-    if window is None and key_padding is None:
+    if key_padding is None:
         if not causal or query_pos.shape[0] == 1 or query_pos.shape[0] == key_pos.shape[0]:
             return None
-    if window is None and not causal:
+    if not causal:
         return padding_mask(key_padding)
-    return keep_mask(query_pos, key_pos, causal=causal, window=window, key_padding=key_padding)
+    return keep_mask(query_pos, key_pos, causal=causal, key_padding=key_padding)
 
 
 __all__ = ["BandMask", "keep_mask", "padding_mask", "self_attention_mask"]
