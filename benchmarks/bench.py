@@ -163,20 +163,25 @@ def matmul_ceiling(args):
     return {"size": n, "seconds": median["mm"], "flops_per_s": flops / median["mm"]}
 
 
+def train_step(model, x, y_in, y):
+    """One forward + backward + AdamW step of ``model`` on a fixed batch, as a closure to time."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss_of(model, x, y_in, y).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def training(args, models, ceiling):
     x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
     steps = {}
     flops = {}
     for name, model in models.items():
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, optimizer=optimizer):
-            loss_of(model, x, y_in, y).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        steps[name] = step
+        steps[name] = train_step(model, x, y_in, y)
         with FlopCounterMode(display=False) as counter:
             loss_of(model, x, y_in, y).backward()
         model.zero_grad(set_to_none=True)
@@ -323,15 +328,7 @@ def compile_speedup(args):
                             "max_abs_diff": max_diff}}
     steps = {}
     for name, model in (("eager", plain), ("compiled", compiled)):
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, optimizer=optimizer):
-            loss_of(model, x, y_in, y).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        steps[name] = step
+        steps[name] = train_step(model, x, y_in, y)
     start = time.perf_counter()
     steps["compiled"]()
     compile_s = time.perf_counter() - start
