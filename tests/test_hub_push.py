@@ -157,3 +157,28 @@ def test_cli_push(saved_cls_dir, hub, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(SystemExit, match="scratchformer push: no Hugging Face token"):
         cli.main(["push", str(saved_cls_dir), REPO])
+
+
+def test_trainer_push_to_hub_uploads_the_finished_run(tmp_path, hub, monkeypatch):
+    """`train --push_to_hub REPO` ends with one upload of the export of the trained folder."""
+    from test_training import g2p_rows, run
+
+    data = {}
+    for split, (n, seed) in {"train": (60, 0), "validation": (10, 1), "test": (10, 2)}.items():
+        data[split] = tmp_path / f"{split}.tsv"
+        data[split].write_text("source\ttarget\n" + "".join(f"{w}\t{p}\n" for w, p in g2p_rows(n, seed)))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    run(tmp_path / "out", task="g2p", train_file=str(data["train"]), validation_file=str(data["validation"]),
+        test_file=str(data["test"]), max_steps=3, push_to_hub=REPO, hub_private=True)
+    assert [c["private"] for c in hub["create_repo"]] == [True]
+    assert len(hub["upload_folder"]) == 1 and hub["upload_folder"][0]["repo_id"] == REPO
+    assert set(hub["files"]) == UPLOADED
+    assert not any(TOKEN.encode() in content for content in hub["files"].values())
+
+
+def test_trainer_push_to_hub_without_a_token_fails_before_training(tmp_path, hub):
+    from test_training import run
+
+    with pytest.raises(NoTokenError):
+        run(tmp_path / "out", task="g2p", train_file=str(tmp_path / "missing.tsv"), push_to_hub=REPO)
+    assert not (tmp_path / "out").exists() and hub["create_repo"] == []

@@ -114,6 +114,9 @@ class TrainArguments:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={"help": "accelerate trackers; the JSON-lines log is always written"})
     num_examples: int = field(default=8, metadata={"help": "examples printed after the test evaluation"})
     num_workers: int = 0
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id to push the finished model to "
+                                                                    "(token from HF_TOKEN or `hf auth login`)"})
+    hub_private: bool = field(default=False, metadata={"help": "create the pushed repo as private"})
 
 
 DATACLASSES = (ModelArguments, DataArguments, TrainArguments)

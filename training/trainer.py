@@ -295,6 +295,11 @@ def is_better(value, best, metric) -> bool:
 def train(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments) -> dict:
     """Train, evaluate on test, save everything to args.output_dir; return the final metrics."""
     check_args(model_args, data_args, args)
+    if args.push_to_hub:  # a bad repo id or a missing token fails now, not after training
+        from .hub import check_repo_id, resolve_token
+
+        check_repo_id(args.push_to_hub)
+        resolve_token()
     started = time.time()
     out = Path(args.output_dir)
     trackers = [JSONLinesTracker(out / "log.jsonl")]
@@ -497,6 +502,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainArgum
         plot_curves(state.history, out / "loss_curve.png", metric_name)
         every = max(1, len(examples) // max(1, args.num_examples))
         print_report(data.task, split, scores, examples[::every][: args.num_examples], results, out)
+        if args.push_to_hub:
+            from .hub import push_to_hub
+
+            commit = push_to_hub(out, args.push_to_hub, private=args.hub_private,
+                                 commit_message=f"scratchformer {data.task}: {split} {scores}")
+            print(f"pushed to {commit.commit_url}")
     accelerator.end_training()
     return results
 
