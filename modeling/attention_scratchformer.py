@@ -7,6 +7,9 @@ Tensors are row-major (batch, heads, tokens, head_dim), so scores[b, h, i, j] = 
 we hold A transposed, and every normalizer runs over keys (dim=-1), the notes' column-wise softmax.
 Multi-head: W^q, W^k, W^v are each one d_model x d_model projection whose output is reshaped into h
 heads of d_model / h dimensions; the h outputs b^{i,1..h} are concatenated and mixed by W^O (out_proj).
+The projections that read the same input run as one matmul: self-attention's [W^q; W^k; W^v] is
+``qkv_proj`` (d_model -> 3 d_model), cross-attention's [W^k; W^v] over the encoder output is ``kv_proj``.
+Checkpoints keep BART's separate q_proj / k_proj / v_proj (see ``CHECKPOINT_CONVERSION`` in modeling).
 
 Each variant axis is a registry, looked up once when the module is built:
     SCORES       config.attention_score       (q, k) -> A^T
@@ -140,9 +143,9 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
 class ScratchformerAttention(nn.Module):
     """Multi-head attention over all keys ("full") or a band |i - j| <= w ("window", via the mask).
 
-    Self-attention when ``key_value_states`` is None, cross-attention (queries from the decoder, keys
-    and values from the encoder output) otherwise. Runs the eager kernel for every score/normalizer,
-    and transformers' ``sdpa`` (or another registered kernel) for dot-product + softmax.
+    Self-attention, or with ``is_cross_attention`` cross-attention (queries from the decoder, keys and
+    values from the encoder output, ``key_value_states``). Runs the eager kernel for every
+    score/normalizer, and transformers' ``sdpa`` (or another registered kernel) for dot-product + softmax.
     """
 
     def __init__(self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False,
@@ -153,16 +156,20 @@ class ScratchformerAttention(nn.Module):
         self.is_causal, self.is_cross_attention, self.layer_idx = is_causal, is_cross_attention, layer_idx
         self.dropout = config.attention_dropout
         self.scaling = self.head_dim**-0.5
-        self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^q, all heads at once
-        self.k_proj = nn.Linear(config.d_model, config.d_model)  # W^k
-        self.v_proj = nn.Linear(config.d_model, config.d_model)  # W^v
+        if is_cross_attention:  # queries from the decoder, keys and values from the encoder output
+            self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^q, all heads at once
+            self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model)  # [W^k; W^v], one matmul
+        else:
+            self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model)  # [W^q; W^k; W^v], one matmul
         self.out_proj = nn.Linear(config.d_model, config.d_model)  # W^O
         self.score = SCORES[config.attention_score](config, num_heads, self.head_dim)
         self.normalize = NORMALIZERS[config.attention_normalizer]
         self.fused_kernel_ok = (config.attention_score, config.attention_normalizer) == ("dot", "softmax")
 
-    def split_heads(self, x):  # (b, n, d_model) -> (b, h, n, d_head)
-        return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
+    def split_heads(self, x, parts=1):
+        """(b, n, parts * d_model), the projections side by side -> ``parts`` tensors (b, h, n, d_head)."""
+        b, n, _ = x.shape
+        return x.view(b, n, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
     def forward(self, hidden_states, key_value_states=None, attention_mask=None, past_key_values=None,
                 position_embeddings=None, output_attentions=False, **kwargs):
@@ -171,7 +178,10 @@ class ScratchformerAttention(nn.Module):
         attention_mask: bool keep mask (b or 1, 1, i, j) or None (see masks_scratchformer);
         position_embeddings: (cos, sin) of the rotary encoding for the new tokens, or None.
         """
-        query = self.split_heads(self.q_proj(hidden_states))  # (b, h, i, d)
+        if self.is_cross_attention:
+            (query,) = self.split_heads(self.q_proj(hidden_states))  # (b, h, i, d)
+        else:
+            query, key, value = self.split_heads(self.qkv_proj(hidden_states), 3)  # (b, h, i, d) each
         cache = None
         if isinstance(past_key_values, EncoderDecoderCache):
             cache = past_key_values.cross_attention_cache if self.is_cross_attention else (
@@ -181,8 +191,8 @@ class ScratchformerAttention(nn.Module):
         if self.is_cross_attention and cache is not None and past_key_values.is_updated.get(self.layer_idx):
             memory = self.recall(cache.layers[self.layer_idx])  # encoder keys/values: computed once per generation
         else:
-            source = hidden_states if key_value_states is None else key_value_states
-            key, value = self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))  # (b, h, j, d)
+            if self.is_cross_attention:
+                key, value = self.split_heads(self.kv_proj(key_value_states), 2)  # (b, h, j, d) each
             if position_embeddings is not None:
                 query, key = apply_rotary(query, *position_embeddings), apply_rotary(key, *position_embeddings)
             memory = self.remember(key, value, cache, attention_mask)

@@ -19,6 +19,8 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import Concatenate, WeightConverter
 from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -149,6 +151,21 @@ class ScratchformerDecoderLayer(GradientCheckpointingLayer):
 
 
 # -------------------------------------------------------------------------------------- pretrained model
+
+
+def checkpoint_conversion():
+    """Checkpoint layout <-> module layout. Files keep BART's separate q_proj / k_proj / v_proj; in memory
+    the projections that read the same input are one fused Linear (one matmul instead of three):
+    self_attn.{q,k,v}_proj -> self_attn.qkv_proj, encoder_attn.{k,v}_proj -> encoder_attn.kv_proj.
+    from_pretrained concatenates along the output dim; save_pretrained splits back (transformers runs
+    each conversion in reverse when saving)."""
+    fused = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "encoder_attn": ("kv_proj", ("k_proj", "v_proj"))}
+    return [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in parts],
+                            target_patterns=f"{module}.{target}.{tensor}", operations=[Concatenate(dim=0)])
+            for module, (target, parts) in fused.items() for tensor in ("weight", "bias")]
+
+
+register_checkpoint_conversion_mapping(ScratchformerConfig.model_type, checkpoint_conversion(), overwrite=True)
 
 
 class ScratchformerPreTrainedModel(PreTrainedModel):

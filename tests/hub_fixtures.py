@@ -54,7 +54,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
                                    unk_token="<unk>")
 
 
-SEEDS = {"seq2seq": 6, "seq_cls": 1, "token_cls": 1}  # seeds whose outputs differ between texts and tokens
+SEEDS = {"seq2seq": 25, "seq_cls": 1, "token_cls": 1}  # seeds whose outputs differ between texts and tokens
 
 
 def build_model(head: str, **overrides):

@@ -23,12 +23,23 @@ tester = ModelTester()
 D, H = 16, 4
 
 
+def project(module, x, source):
+    """q = W^q x, k = W^k s, v = W^v s, each read off the stacked rows of the fused weights:
+    qkv_proj = [W^q; W^k; W^v] (self-attention), q_proj = W^q and kv_proj = [W^k; W^v] (cross-attention)."""
+    if module.is_cross_attention:
+        weight = torch.cat([module.q_proj.weight, module.kv_proj.weight])
+        bias = torch.cat([module.q_proj.bias, module.kv_proj.bias])
+    else:
+        weight, bias = module.qkv_proj.weight, module.qkv_proj.bias
+    (wq, wk, wv), (bq, bk, bv), d = weight.split(D), bias.split(D), D // H
+    return ((inputs @ w.T + b).view(*inputs.shape[:2], H, d) for inputs, w, b in
+            ((x, wq, bq), (source, wk, bk), (source, wv, bv)))  # (b, n, h, d) each
+
+
 def naive_attention(module, x, source, visible, score, normalize):
     """O = W^O concat_h( sum_j A'[j, i] v_j ), with A[j, i] = score(q_i, k_j) over the keys j visible to query i."""
     d = D // H
-    q = module.q_proj(x).view(x.shape[0], x.shape[1], H, d)
-    k = module.k_proj(source).view(source.shape[0], source.shape[1], H, d)
-    v = module.v_proj(source).view(source.shape[0], source.shape[1], H, d)
+    q, k, v = project(module, x, source)
     out = torch.zeros(x.shape[0], x.shape[1], H, d)
     for b in range(x.shape[0]):
         for h in range(H):
@@ -151,9 +162,7 @@ def test_linear_attention_matches_the_formula_loop(causal):
     with torch.no_grad():
         got, _ = module(x, attention_mask=keep)
         d = D // H
-        q = module.q_proj(x).view(2, 6, H, d)
-        k = module.k_proj(x).view(2, 6, H, d)
-        v = module.v_proj(x).view(2, 6, H, d)
+        q, k, v = project(module, x, x)
         out = torch.zeros(2, 6, H, d)
         for b in range(2):
             for h in range(H):

@@ -169,6 +169,38 @@ def test_save_and_auto_from_pretrained(model_class, tmp_path):
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
+def test_checkpoint_keeps_separate_qkv_projections(tmp_path):
+    """On disk: BART's q_proj / k_proj / v_proj. A checkpoint written by hand in that layout (plain
+    safetensors, no save_pretrained) loads into the fused qkv_proj / kv_proj as the stacked rows, and
+    save_pretrained writes the same layout back."""
+    from safetensors.torch import load_file, save_file
+
+    model = build()
+    model.save_pretrained(tmp_path / "saved")
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    assert not [key for key in saved if "qkv_proj" in key or "kv_proj" in key]
+    torch.manual_seed(1)
+    by_hand = {key: torch.randn_like(value) for key, value in saved.items()}
+    (tmp_path / "by_hand").mkdir()
+    model.config.save_pretrained(tmp_path / "by_hand")
+    save_file(by_hand, tmp_path / "by_hand" / "model.safetensors", metadata={"format": "pt"})
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "by_hand")
+    for i, layer in enumerate(loaded.model.decoder.layers):
+        prefix = f"model.decoder.layers.{i}"
+        for tensor in ("weight", "bias"):
+            expected = torch.cat([by_hand[f"{prefix}.self_attn.{p}_proj.{tensor}"] for p in "qkv"])
+            torch.testing.assert_close(getattr(layer.self_attn.qkv_proj, tensor), expected, atol=0, rtol=0)
+            expected = torch.cat([by_hand[f"{prefix}.encoder_attn.{p}_proj.{tensor}"] for p in "kv"])
+            torch.testing.assert_close(getattr(layer.encoder_attn.kv_proj, tensor), expected, atol=0, rtol=0)
+            torch.testing.assert_close(getattr(layer.encoder_attn.q_proj, tensor),
+                                       by_hand[f"{prefix}.encoder_attn.q_proj.{tensor}"], atol=0, rtol=0)
+    loaded.save_pretrained(tmp_path / "again")
+    again = load_file(tmp_path / "again" / "model.safetensors")
+    assert set(again) == set(by_hand)
+    for key in by_hand:
+        torch.testing.assert_close(again[key], by_hand[key], atol=0, rtol=0)
+
+
 def test_classification_heads_hold_no_decoder_weights():
     for model_class in (ScratchformerForSequenceClassification, ScratchformerForTokenClassification):
         names = [name for name, _ in build(model_class).named_parameters()]
