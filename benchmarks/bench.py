@@ -8,7 +8,8 @@ Models (built with equal d_model, heads, FFN width, layers, vocabulary, ReLU, dr
     torch-transformer                          torch.nn.Transformer + embeddings + sinusoids + output projection
 
 Sections of the JSON (and of the printed table), every ratio against bart-sdpa measured in this run:
-    matmul_ceiling   fp32 torch.mm of two large square matrices: the machine's achievable FLOP/s
+    matmul_ceiling   fp32 torch.mm of two large square matrices: the machine's achievable FLOP/s, timed in
+                     the training rounds, interleaved with the models' steps
     training         target tokens/s of forward + backward + AdamW step; FLOPs counted once per model with
                      torch.utils.flop_counter.FlopCounterMode (fwd + bwd), MFU = achieved FLOP/s / ceiling
     inference        encoder + decoder forward latency (no grad) on the training batch
@@ -155,12 +156,11 @@ def loss_of(model, input_ids, decoder_input_ids, labels):
     return out[0]
 
 
-def matmul_ceiling(args):
+def matmul(args):
+    """One fp32 torch.mm of two n x n matrices, as a closure to time alongside the models; its FLOPs."""
     n = args.matmul_size
     a, b = torch.randn(n, n), torch.randn(n, n)
-    median, _ = interleaved({"mm": lambda: torch.mm(a, b)}, args.rounds * 2, args.warmup)
-    flops = 2 * n**3
-    return {"size": n, "seconds": median["mm"], "flops_per_s": flops / median["mm"]}
+    return (lambda: torch.mm(a, b)), 2 * n**3
 
 
 def train_step(model, x, y_in, y):
@@ -176,7 +176,9 @@ def train_step(model, x, y_in, y):
     return step
 
 
-def training(args, models, ceiling):
+def training(args, models):
+    """Training steps of every model, and the matmul ceiling timed in the same rounds (so MFU compares
+    figures taken under the same load): returns (ceiling, rows)."""
     x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
     steps = {}
     flops = {}
@@ -186,7 +188,9 @@ def training(args, models, ceiling):
             loss_of(model, x, y_in, y).backward()
         model.zero_grad(set_to_none=True)
         flops[name] = counter.get_total_flops()
+    steps["matmul"], matmul_flops = matmul(args)
     median, _ = interleaved(steps, args.rounds, args.warmup)
+    ceiling = {"size": args.matmul_size, "seconds": median["matmul"], "flops_per_s": matmul_flops / median["matmul"]}
     tokens = args.batch * args.tgt_len
     rows = {}
     for name in models:
@@ -194,7 +198,7 @@ def training(args, models, ceiling):
                       "flops_per_step": flops[name], "flops_per_s": flops[name] / median[name],
                       "mfu": flops[name] / median[name] / ceiling["flops_per_s"],
                       "vs_bart_sdpa": median[REFERENCE] / median[name]}
-    return rows
+    return ceiling, rows
 
 
 def inference(args, models):
@@ -209,8 +213,24 @@ def inference(args, models):
             for name in models}
 
 
+def greedy_forward_loop(model, input_ids, new_tokens):
+    """The model's own share of greedy decoding: encoder once, then one cached decoder forward + argmax per
+    token, without generate()'s logits processors, stopping criteria and bookkeeping."""
+
+    def run():
+        encoder_outputs = model.get_encoder()(input_ids=input_ids)
+        token = torch.full((input_ids.shape[0], 1), model.config.decoder_start_token_id)
+        past = None
+        for _ in range(new_tokens):
+            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
+            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+
+    return run
+
+
 def generation(args, models):
-    """Greedy decoding with the KV cache; nn.Transformer has no cache and no generate(): left out."""
+    """Greedy decoding with the KV cache; nn.Transformer has no cache and no generate(): left out.
+    Per model: generate() tokens/s, and the ms per token of the same decoding as a plain forward loop."""
     result = {}
     for batch in (1, args.batch):
         x, _, _ = inputs(args, batch, args.src_len, 1, seed=1)
@@ -222,14 +242,18 @@ def generation(args, models):
             fns[name] = lambda model=model: model.generate(
                 input_ids=x, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
                 num_beams=1, use_cache=True)
+            fns[name + " loop"] = greedy_forward_loop(model, x, args.new_tokens)
         with torch.no_grad():
-            lengths = {name: fn().shape[1] for name, fn in fns.items()}
+            lengths = {name: fn().shape[1] for name, fn in fns.items() if not name.endswith(" loop")}
             median, _ = interleaved(fns, args.rounds, args.warmup)
         tokens = batch * args.new_tokens
         result[f"batch_{batch}"] = {
             name: {"seconds": median[name], "tokens_per_s": tokens / median[name],
                    "ms_per_step": 1e3 * median[name] / args.new_tokens, "output_length": lengths[name],
-                   "vs_bart_sdpa": median[REFERENCE] / median[name]} for name in fns}
+                   "vs_bart_sdpa": median[REFERENCE] / median[name],
+                   "forward_loop_ms_per_step": 1e3 * median[name + " loop"] / args.new_tokens,
+                   "forward_loop_vs_bart_sdpa": median[REFERENCE + " loop"] / median[name + " loop"]}
+            for name in lengths}
     return result
 
 
@@ -356,7 +380,7 @@ def table(results):
     lines = []
     names = list(results["training"])
     lines.append(f"matmul ceiling: {results['matmul_ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s "
-                 f"(torch.mm {results['matmul_ceiling']['size']}^2, fp32)")
+                 f"(torch.mm {results['matmul_ceiling']['size']}^2, fp32, timed in the training rounds)")
     lines.append("")
     header = f"{'model':<22}{'train tok/s':>12}{'x BART':>8}{'MFU':>7}{'fwd ms':>9}{'x BART':>8}"
     for batch in results["generation"]:
@@ -370,6 +394,11 @@ def table(results):
             g = batch.get(name)
             row += f"{g['tokens_per_s']:>16.0f}{g['vs_bart_sdpa']:>8.2f}" if g else f"{'-':>16}{'-':>8}"
         lines.append(row)
+    lines.append("")
+    for batch, rows in results["generation"].items():
+        lines.append(f"greedy decoding, {batch.replace('_', ' ')}, ms per token, generate() / forward loop alone "
+                     "(x BART): " + "  ".join(f"{name} {g['ms_per_step']:.2f} / {g['forward_loop_ms_per_step']:.2f} "
+                                              f"({g['forward_loop_vs_bart_sdpa']:.2f})" for name, g in rows.items()))
     lines.append("")
     decode = results["decode_cost"]
     lines.append("cached decoder step, batch 1 (ms) at position: " + "  ".join(
@@ -443,9 +472,8 @@ def main(argv=None):
     args = parse_args(argv)
     results = {"machine": machine(), "settings": {k: str(v) if isinstance(v, Path) else v
                                                   for k, v in vars(args).items()}}
-    ceiling = results["matmul_ceiling"] = section("matmul_ceiling", matmul_ceiling, args)
     models = build_models(args)
-    results["training"] = section("training", training, args, models, ceiling)
+    results["matmul_ceiling"], results["training"] = section("training", training, args, models)
     results["inference"] = section("inference", inference, args, models)
     results["generation"] = section("generation", generation, args, models)
     del models

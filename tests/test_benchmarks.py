@@ -27,6 +27,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     for rows in results["generation"].values():
         assert set(rows) == MODELS - {"torch-transformer"}  # nn.Transformer has no KV cache / generate()
         assert len({row["output_length"] for row in rows.values()}) == 1  # equal lengths forced
+        assert all(row["forward_loop_ms_per_step"] > 0 for row in rows.values())
     assert set(results["decode_cost"]) == {"full", "linear"}
     long = results["long_inputs"]
     for pattern in ("full", "window", "linear"):
