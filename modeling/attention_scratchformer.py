@@ -137,6 +137,23 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     return out.transpose(1, 2), weights  # (b, i, h, d)
 
 
+def sdpa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """softmax(Q K^T * scaling + mask) V in torch's fused kernel (flash-style on CPU and GPU), no weights kept.
+
+    The same contract as transformers' "sdpa" kernel for this module's inputs (bool keep mask or None,
+    None + ``module.is_causal`` = plain causal), without its per-call handling of cases this model never
+    has (grouped KV heads, paged caches, tracing): a cached decoding step calls it 6 times per token.
+    Returns out (b, i, h, d), None.
+    """
+    is_causal = query.shape[2] > 1 and attention_mask is None and module.is_causal
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
+                                         is_causal=is_causal, scale=scaling)
+    return out.transpose(1, 2), None
+
+
+KERNELS = {"eager": eager_attention, "sdpa": sdpa_attention}  # others: transformers' ALL_ATTENTION_FUNCTIONS
+
+
 # ------------------------------------------------------------------------------------ attention modules
 
 
@@ -212,14 +229,14 @@ class ScratchformerAttention(nn.Module):
 
     def attend(self, query, memory, attention_mask, output_attentions):
         key, value = memory
-        kernel = eager_attention
+        kernel, implementation = eager_attention, self.config._attn_implementation
         if self.fused_kernel_ok and not output_attentions:
-            kernel = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention)
-        elif self.config._attn_implementation != "eager":  # say once why the fused kernel is not used
+            kernel = KERNELS.get(implementation) or ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
+        elif implementation != "eager":  # say once why the fused kernel is not used
             why = ("output_attentions=True (fused kernels return no weights)" if self.fused_kernel_ok else
                    f"attention_score={self.config.attention_score!r}, attention_normalizer="
                    f"{self.config.attention_normalizer!r} (fused kernels compute dot-product + softmax only)")
-            logger.warning_once(f"attn_implementation={self.config._attn_implementation!r} runs the eager "
+            logger.warning_once(f"attn_implementation={implementation!r} runs the eager "
                              f"attention kernel for {why}")
         return kernel(self, query, key, value, attention_mask, scaling=self.scaling,
                       dropout=self.dropout if self.training else 0.0)

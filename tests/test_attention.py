@@ -132,6 +132,49 @@ def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, norm
     torch.testing.assert_close(blocked[real].detach(), expected[real], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("case", ["no mask", "causal", "padding", "decoding step"])
+def test_sdpa_kernel_equals_transformers_sdpa(case):
+    """The model's own sdpa call == transformers' registered "sdpa" kernel, for every mask form it is given."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from scratchformer.modeling.attention_scratchformer import sdpa_attention
+
+    module = ATTENTION_CLASSES["full"](tester.get_config(), H, is_causal=case in ("causal", "decoding step"))
+    query = torch.randn(2, H, 1 if case == "decoding step" else 6, D // H)
+    key, value = torch.randn(2, H, 6, D // H), torch.randn(2, H, 6, D // H)
+    mask = None
+    if case == "padding":
+        mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    expected, _ = ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, mask, scaling=module.scaling)
+    got, weights = sdpa_attention(module, query, key, value, mask, scaling=module.scaling)
+    assert weights is None
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_a_kernel_registered_with_transformers_is_used():
+    """attn_implementation names other than eager/sdpa go through transformers' AttentionInterface."""
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    calls = []
+
+    def counting_sdpa(module, *args, **kwargs):
+        calls.append(module.layer_idx)
+        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, *args, **kwargs)
+
+    AttentionInterface.register("counting_sdpa", counting_sdpa)
+    config = tester.get_config()
+    model = ScratchformerForConditionalGeneration._from_config(config, attn_implementation="counting_sdpa").eval()
+    reference = ScratchformerForConditionalGeneration._from_config(tester.get_config(), attn_implementation="eager")
+    reference.eval()
+    reference.load_state_dict(model.state_dict())
+    inputs = tester.prepare_inputs(config)
+    with torch.no_grad():
+        got, expected = model(**inputs).logits, reference(**inputs).logits
+    assert len(calls) == config.encoder_layers + 2 * config.decoder_layers
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_cross_attention_matches_the_formula_loop():
     config = tester.get_config()
     config._attn_implementation = "eager"
