@@ -36,3 +36,17 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert "speedup" in long["linear_vs_full_at_longest"]
     compiled = results["compile"]
     assert compiled["inference"]["max_abs_diff"] < 1e-3 and compiled["training"]["speedup"] > 0
+
+
+def test_decode_floor_decodes_the_models_tokens_and_reports_the_bound(tmp_path):
+    """decode_floor.py refuses to time a floor that decodes other tokens than the model (it raises), so a
+    finished run means the bare-ops loop is the same computation."""
+    out = tmp_path / "floor.json"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    subprocess.run([sys.executable, str(BENCH.parent / "decode_floor.py"), "--quick", "--out", str(out)], check=True,
+                   env=env, timeout=600, capture_output=True, text=True)
+    results = json.loads(out.read_text())
+    assert set(results["ms_per_token"]) == {"scratchformer-sdpa generate()", "scratchformer-sdpa forward loop",
+                                            "bart-sdpa generate()", "bart-sdpa forward loop",
+                                            "scratchformer-sdpa functional floor"}
+    assert results["best_possible_generate_vs_bart_sdpa"] > 0
