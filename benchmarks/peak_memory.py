@@ -8,6 +8,11 @@ forward (activations, attention scores, workspace), not counting the weights.
 Fresh processes are cheap: ``serve()`` imports torch and the model once, then forks one child per request
 (before any torch computation has started a thread pool in the server), so no earlier forward can have
 left freed memory in the child's heap for the measured one to reuse.
+
+The server runs with glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``): every tensor
+buffer above that is its own mapping, returned to the kernel when freed, so the RSS follows the live
+tensors. With glibc's default dynamic threshold, buffers up to 32 MiB come from a heap that keeps freed
+memory, and the peak growth of a short input depended on what earlier allocations had left there.
 """
 
 import json
@@ -76,8 +81,9 @@ class PeakMemoryServer:
     def __enter__(self):
         import subprocess
 
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
         self.process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+                                        text=True, env=env)
         return self
 
     def measure(self, config, length, threads):

@@ -363,7 +363,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
         numerator = denominator = weights = None
         if previous is not None:  # what the earlier tokens left in the state
             state, normalizer = previous
-            numerator, denominator = phi_query @ state, (phi_query * normalizer).sum(-1, keepdim=True)
+            numerator, denominator = phi_query @ state, phi_query @ normalizer.transpose(-1, -2)
         if phi_key is not None and (self.is_causal or output_attentions):  # parallel form, (b, h, i, j)
             similarity = phi_query @ phi_key.transpose(-1, -2)
             if self.is_causal:
@@ -373,7 +373,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
                 weights = similarity / (den + self.eps)
         elif phi_key is not None:  # bidirectional: S = phi(K)^T V, z = sum_j phi(k_j)
             num = phi_query @ (phi_key.transpose(-1, -2) @ value)
-            den = (phi_query * phi_key.sum(-2, keepdim=True)).sum(-1, keepdim=True)
+            den = phi_query @ phi_key.sum(-2, keepdim=True).transpose(-1, -2)  # phi(q_i)^T z, (b, h, i, 1)
         else:
             num = den = 0.0
         numerator = num if numerator is None else numerator + num
