@@ -20,7 +20,8 @@ Sections of the JSON (and of the printed table), every ratio against bart-sdpa m
                      attention; peak memory = growth of the peak resident set (VmHWM, reset through
                      /proc/self/clear_refs) during one forward, in a fresh process per measurement
                      (see peak_memory.py)
-    compile          torch.compile speed-up of scratchformer-sdpa's inference forward and training step
+    compile          torch.compile (fullgraph: one graph, no breaks) speed-up of scratchformer-sdpa's inference
+                     forward and training step
 
 Every timing is the median over --rounds rounds after --warmup warm-up calls; the models are interleaved
 round by round, so a burst of load from another process hits all of them alike.
@@ -336,7 +337,7 @@ def compile_speedup(args):
     plain = build_scratchformer(args, "sdpa")
     torch.manual_seed(0)
     compiled = build_scratchformer(args, "sdpa")
-    compiled.forward = torch.compile(compiled.forward, dynamic=False)
+    compiled.forward = torch.compile(compiled.forward, dynamic=False, fullgraph=True)  # a graph break fails
     start = time.perf_counter()
     with torch.no_grad():
         plain.eval(), compiled.eval()
