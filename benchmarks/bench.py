@@ -429,35 +429,47 @@ def table(results):
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_with_quick(parser, argv, quick):
+    """parser.parse_args(argv); with --quick, every setting in ``quick`` not given on the command line."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = {a.dest for a in parser._actions if any(opt in (argv or sys.argv[1:]) for opt in a.option_strings)}
+        for key, value in quick.items():
+            if key not in given:
+                setattr(args, key, value)
+    return args
+
+
+def add_common_flags(parser, *, batch, src_len, tgt_len, d_model, heads, ffn, layers, vocab, rounds, warmup):
+    """The flags every benchmark script shares (output, --quick, model and batch dimensions), with its defaults."""
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="fast smoke run: tiny dims, few rounds")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--src-len", type=int, default=64)
-    parser.add_argument("--tgt-len", type=int, default=64)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn", type=int, default=1024)
-    parser.add_argument("--layers", type=int, default=3, help="encoder layers = decoder layers")
-    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--src-len", type=int, default=src_len)
+    parser.add_argument("--tgt-len", type=int, default=tgt_len)
+    parser.add_argument("--d-model", type=int, default=d_model)
+    parser.add_argument("--heads", type=int, default=heads)
+    parser.add_argument("--ffn", type=int, default=ffn)
+    parser.add_argument("--layers", type=int, default=layers, help="encoder layers = decoder layers")
+    parser.add_argument("--vocab", type=int, default=vocab)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--warmup", type=int, default=warmup)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_flags(parser, batch=32, src_len=64, tgt_len=64, d_model=256, heads=4, ffn=1024, layers=3, vocab=8000,
+                     rounds=7, warmup=2)
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--long-lengths", type=lambda s: [int(x) for x in s.split(",")], default=[512, 2048, 4096, 8192])
     parser.add_argument("--long-rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--decode-positions", type=lambda s: [int(x) for x in s.split(",")], default=[16, 256, 1024])
     parser.add_argument("--matmul-size", type=int, default=2048)
-    args = parser.parse_args(argv)
-    if args.quick:
-        quick = dict(batch=2, src_len=8, tgt_len=8, d_model=32, heads=4, ffn=64, layers=1, vocab=100, new_tokens=4,
-                     rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, window=8, decode_positions=[4, 16],
-                     matmul_size=128)
-        given = {a.dest for a in parser._actions if any(opt in (argv or sys.argv[1:]) for opt in a.option_strings)}
-        for key, value in quick.items():
-            if key not in given:
-                setattr(args, key, value)
+    quick = dict(batch=2, src_len=8, tgt_len=8, d_model=32, heads=4, ffn=64, layers=1, vocab=100, new_tokens=4,
+                 rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, window=8, decode_positions=[4, 16],
+                 matmul_size=128)
+    args = parse_with_quick(parser, argv, quick)
     args.max_positions = max(512, args.src_len, args.tgt_len + args.new_tokens)
     return args
 

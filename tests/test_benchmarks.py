@@ -50,3 +50,16 @@ def test_decode_floor_decodes_the_models_tokens_and_reports_the_bound(tmp_path):
                                             "bart-sdpa generate()", "bart-sdpa forward loop",
                                             "scratchformer-sdpa functional floor"}
     assert results["best_possible_generate_vs_bart_sdpa"] > 0
+
+
+def test_gpu_training_benchmark_runs_on_the_cpu_in_quick_mode(tmp_path):
+    """gpu_train.py (bf16 autocast, scratchformer flash-only) runs end to end on whatever device there is."""
+    out = tmp_path / "gpu.json"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    subprocess.run([sys.executable, str(BENCH.parent / "gpu_train.py"), "--quick", "--out", str(out)], check=True,
+                   env=env, timeout=600, capture_output=True, text=True)
+    results = json.loads(out.read_text())
+    assert set(results["training"]) == {"scratchformer-sdpa", "bart-sdpa"}
+    assert results["machine"]["dtype"] == "bfloat16" and results["scratchformer_flash_only"] is True
+    for row in results["training"].values():
+        assert row["target_tokens_per_s"] > 0 and row["flops_per_step"] > 0
