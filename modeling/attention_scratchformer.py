@@ -9,7 +9,7 @@ Multi-head: W^q, W^k, W^v are each one d_model x d_model projection whose output
 heads of d_model / h dimensions; the h outputs b^{i,1..h} are concatenated and mixed by W^O (out_proj).
 The projections that read the same input run as one matmul: self-attention's [W^q; W^k; W^v] is
 ``qkv_proj`` (d_model -> 3 d_model), cross-attention's [W^k; W^v] over the encoder output is ``kv_proj``.
-Checkpoints keep BART's separate q_proj / k_proj / v_proj (see ``CHECKPOINT_CONVERSION`` in modeling).
+Checkpoints keep BART's separate q_proj / k_proj / v_proj (see ``checkpoint_conversion`` in modeling).
 
 Each variant axis is a registry, looked up once when the module is built:
     SCORES       config.attention_score       (q, k) -> A^T
@@ -162,7 +162,8 @@ class ScratchformerAttention(nn.Module):
 
     Self-attention, or with ``is_cross_attention`` cross-attention (queries from the decoder, keys and
     values from the encoder output, ``key_value_states``). Runs the eager kernel for every
-    score/normalizer, and transformers' ``sdpa`` (or another registered kernel) for dot-product + softmax.
+    score/normalizer; for dot-product + softmax, the kernel ``config._attn_implementation`` names
+    (``KERNELS``, else one registered with transformers' AttentionInterface).
     """
 
     def __init__(self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False,
