@@ -35,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -164,17 +165,30 @@ def matmul(args):
     return (lambda: torch.mm(a, b)), 2 * n**3
 
 
-def train_step(model, x, y_in, y):
-    """One forward + backward + AdamW step of ``model`` on a fixed batch, as a closure to time."""
+def train_step(model, x, y_in, y, context=nullcontext, fused=None):
+    """One forward + backward + AdamW step of ``model`` on a fixed batch, as a closure to time; the forward
+    runs inside ``context()`` (e.g. autocast), ``fused`` is AdamW's."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
 
     def step():
-        loss_of(model, x, y_in, y).backward()
+        with context():
+            loss = loss_of(model, x, y_in, y)
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def step_flops(model, x, y_in, y, context=nullcontext):
+    """FLOPs of one forward + backward (torch.utils.flop_counter), the gradients dropped afterwards."""
+    with FlopCounterMode(display=False) as counter:
+        with context():
+            loss = loss_of(model, x, y_in, y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def training(args, models):
@@ -185,10 +199,7 @@ def training(args, models):
     flops = {}
     for name, model in models.items():
         steps[name] = train_step(model, x, y_in, y)
-        with FlopCounterMode(display=False) as counter:
-            loss_of(model, x, y_in, y).backward()
-        model.zero_grad(set_to_none=True)
-        flops[name] = counter.get_total_flops()
+        flops[name] = step_flops(model, x, y_in, y)
     steps["matmul"], matmul_flops = matmul(args)
     median, _ = interleaved(steps, args.rounds, args.warmup)
     ceiling = {"size": args.matmul_size, "seconds": median["matmul"], "flops_per_s": matmul_flops / median["matmul"]}
@@ -216,15 +227,18 @@ def inference(args, models):
 
 def greedy_forward_loop(model, input_ids, new_tokens):
     """The model's own share of greedy decoding: encoder once, then one cached decoder forward + argmax per
-    token, without generate()'s logits processors, stopping criteria and bookkeeping."""
+    token, without generate()'s logits processors, stopping criteria and bookkeeping. The closure returns
+    the ids (b, 1 + new_tokens), decoder start included."""
 
     def run():
         encoder_outputs = model.get_encoder()(input_ids=input_ids)
         token = torch.full((input_ids.shape[0], 1), model.config.decoder_start_token_id)
-        past = None
+        past, tokens = None, [token]
         for _ in range(new_tokens):
             out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
             past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            tokens.append(token)
+        return torch.cat(tokens, 1)
 
     return run
 

@@ -26,7 +26,7 @@ import bench  # noqa: E402
 
 
 def functional_decoder(model, input_ids):
-    """A closure decoding greedily with bare torch calls on ``model``'s weights; returns the generated ids.
+    """A closure decoding greedily with bare torch calls on ``model``'s weights; returns the ids (1, 1 + n).
 
     Covers the benchmark's configuration only (full attention, dot + softmax, sinusoidal positions,
     post-norm, ReLU): it is a measuring stick, not a second implementation of the model.
@@ -51,7 +51,8 @@ def functional_decoder(model, input_ids):
             cross = layer.encoder_attn
             key, value = split(F.linear(memory, cross.kv_proj.weight, cross.kv_proj.bias), 2)
             layers.append({"layer": layer, "cross": (key, value), "keys": None, "values": None})
-        token, generated = torch.tensor([[start]]), [start]
+        token = torch.tensor([[start]])
+        generated = [token]
         for position in range(new_tokens):
             x = F.embedding(token, decoder.embed_tokens.weight) * decoder.embed_scale
             x = x + decoder.embed_positions.table[position]
@@ -72,22 +73,10 @@ def functional_decoder(model, input_ids):
                 hidden = F.linear(torch.relu(F.linear(x, ffn.fc1.weight, ffn.fc1.bias)), ffn.fc2.weight, ffn.fc2.bias)
                 x = norm(x + hidden, layer.final_norm)
             token = F.linear(x, model.lm_head.weight).argmax(-1)
-            generated.append(token.item())
-        return generated
+            generated.append(token)
+        return torch.cat(generated, 1)  # (1, 1 + new_tokens), as bench.greedy_forward_loop returns them
 
     return run
-
-
-def model_tokens(model, input_ids, new_tokens):
-    """The tokens of the model's own cached forward loop, to check the floor computes the same thing."""
-    encoder_outputs = model.get_encoder()(input_ids=input_ids)
-    token, past, generated = torch.tensor([[model.config.decoder_start_token_id]]), None, []
-    generated.append(token.item())
-    for _ in range(new_tokens):
-        out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
-        past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-        generated.append(token.item())
-    return generated
 
 
 def main(argv=None):
@@ -108,7 +97,7 @@ def main(argv=None):
     floor = functional_decoder(models["scratchformer-sdpa"], x)
     fns["scratchformer-sdpa functional floor"] = lambda: floor(n)
     with torch.no_grad():
-        if floor(n) != model_tokens(models["scratchformer-sdpa"], x, n):
+        if not torch.equal(floor(n), bench.greedy_forward_loop(models["scratchformer-sdpa"], x, n)()):
             raise RuntimeError("the functional floor decodes different tokens from the model: it is not the same computation")
         median, _ = bench.interleaved(fns, args.rounds * 2, args.warmup)
     ms = {name: 1e3 * seconds / n for name, seconds in median.items()}

@@ -16,12 +16,11 @@ script reports whether BART's attention can run flash-only too.
 import argparse
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
@@ -35,27 +34,21 @@ def synchronize(device):
 
 
 def train_step(model, batch, device, dtype, flash_only):
-    """forward + backward + AdamW step under autocast; flash_only: sdpa may use the flash kernel and nothing else."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    """bench.train_step under autocast, synchronised; flash_only: sdpa may use the flash kernel and nothing else."""
 
-    def step():
+    @contextmanager
+    def context():
         kernels = sdpa_kernel(SDPBackend.FLASH_ATTENTION) if flash_only else nullcontext()
         with torch.autocast(device.type, dtype=dtype), kernels:
-            loss = bench.loss_of(model, *batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            yield
+
+    step = bench.train_step(model, *batch, context=context, fused=device.type == "cuda")
+
+    def synchronized_step():
+        step()
         synchronize(device)
 
-    return step
-
-
-def flops_of(model, batch, device, dtype):
-    with FlopCounterMode(display=False) as counter, torch.autocast(device.type, dtype=dtype):
-        bench.loss_of(model, *batch).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    return synchronized_step
 
 
 def can_run_flash_only(step):
@@ -95,7 +88,8 @@ def main(argv=None):
     models = {"scratchformer-sdpa": bench.build_scratchformer(args, "sdpa").to(device),
               "bart-sdpa": bench.build_bart(args, "sdpa").to(device)}
     batch = tuple(t.to(device) for t in bench.inputs(args, args.batch, args.src_len, args.tgt_len))
-    flops = {name: flops_of(model, batch, device, dtype) for name, model in models.items()}
+    autocast = lambda: torch.autocast(device.type, dtype=dtype)  # noqa: E731
+    flops = {name: bench.step_flops(model, *batch, context=autocast) for name, model in models.items()}
     steps = {name: train_step(model, batch, device, dtype, flash_only=name.startswith("scratchformer"))
              for name, model in models.items()}
     bart_flash_only = can_run_flash_only(train_step(models[REFERENCE], batch, device, dtype, flash_only=True))

@@ -27,14 +27,23 @@ def edit_distance(hyp: list, ref: list) -> int:
     return previous[-1]
 
 
-class G2PErrorRate(evaluate.Metric):
-    """Word error rate and phoneme error rate of space-separated phoneme strings, several references each."""
+class LocalMetric(evaluate.Metric):
+    """An ``evaluate.Metric`` defined here: a subclass states its inputs (``input_spec`` in words,
+    ``input_features`` as datasets features) and ``_compute``; its docstring is the description."""
+
+    input_spec: str
+    input_features: datasets.Features
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=self.__doc__, citation="", inputs_description="predictions: str; references: list[str]",
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS}),
-        )
+        return evaluate.MetricInfo(description=self.__doc__, citation="", inputs_description=self.input_spec,
+                                   features=self.input_features)
+
+
+class G2PErrorRate(LocalMetric):
+    """Word error rate and phoneme error rate of space-separated phoneme strings, several references each."""
+
+    input_spec = "predictions: str; references: list[str]"
+    input_features = datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS})
 
     def _compute(self, predictions, references):
         wrong_words, edits, ref_len = 0, 0, 0
@@ -50,14 +59,11 @@ class G2PErrorRate(evaluate.Metric):
         return {"wer": wrong_words / max(len(predictions), 1), "per": edits / max(ref_len, 1)}
 
 
-class TranslationScores(evaluate.Metric):
+class TranslationScores(LocalMetric):
     """Corpus sacreBLEU and chrF (sacrebleu defaults: 13a tokenisation, chrF with char order 6, beta 2)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=self.__doc__, citation="", inputs_description="predictions: str; references: list[str]",
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS}),
-        )
+    input_spec = "predictions: str; references: list[str]"
+    input_features = datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS})
 
     def _compute(self, predictions, references):
         import sacrebleu
@@ -75,14 +81,11 @@ def is_iob(labels) -> bool:
     return all(tag == "O" or tag[:2] in ("B-", "I-", "E-", "S-") for tag in labels)
 
 
-class TaggingScores(evaluate.Metric):
+class TaggingScores(LocalMetric):
     """Token accuracy over word-level tags; entity precision/recall/F1 (seqeval) when the tags are IOB."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=self.__doc__, citation="", inputs_description="predictions, references: list[str] per sentence",
-            features=datasets.Features({"predictions": STRINGS, "references": STRINGS}),
-        )
+    input_spec = "predictions, references: list[str] per sentence"
+    input_features = datasets.Features({"predictions": STRINGS, "references": STRINGS})
 
     def _compute(self, predictions, references):
         pairs = [(p, r) for sent_p, sent_r in zip(predictions, references) for p, r in zip(sent_p, sent_r, strict=True)]
@@ -96,14 +99,11 @@ class TaggingScores(evaluate.Metric):
         return scores
 
 
-class ClassificationScores(evaluate.Metric):
+class ClassificationScores(LocalMetric):
     """Accuracy and macro-F1 (unweighted mean of per-class F1 over the classes seen in predictions or references)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=self.__doc__, citation="", inputs_description="predictions, references: int class ids",
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-        )
+    input_spec = "predictions, references: int class ids"
+    input_features = datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})
 
     def _compute(self, predictions, references):
         f1s = []
