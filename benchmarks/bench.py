@@ -17,9 +17,10 @@ Sections of the JSON (and of the printed table), every ratio against bart-sdpa m
                      min_new_tokens = max_new_tokens so every model produces exactly the same number of tokens
     decode_cost      time of one cached decoder step at growing positions (full vs linear attention)
     long_inputs      encoder forward time and peak memory at long lengths for full (sdpa), window and linear
-                     attention; peak memory = growth of the peak resident set (VmHWM, reset through
-                     /proc/self/clear_refs) during one forward, in a fresh process per measurement
-                     (see peak_memory.py)
+                     attention, and the peak memory of the first layer's self-attention sublayer alone (where
+                     the patterns differ); peak memory = growth of the peak resident set (VmHWM, reset through
+                     /proc/self/clear_refs) during the second of two identical calls, in a fresh process per
+                     measurement (see peak_memory.py)
     compile          torch.compile (fullgraph: one graph, no breaks) speed-up of scratchformer-sdpa's inference
                      forward and training step
 
@@ -322,6 +323,9 @@ def long_inputs(args):
     with PeakMemoryServer() as server:
         memory = {(pattern, length): server.measure(long_kwargs(args, pattern), length, torch.get_num_threads())
                   for length in args.long_lengths for pattern in LONG_PATTERNS}
+        attention = {(pattern, length): server.measure(long_kwargs(args, pattern), length, torch.get_num_threads(),
+                                                       part="attention")["peak_mib"]
+                     for length in args.long_lengths for pattern in LONG_PATTERNS}
     for length in args.long_lengths:
         fns = {}
         with torch.no_grad():
@@ -330,17 +334,21 @@ def long_inputs(args):
                 fns[pattern] = lambda encoder=encoder, ids=ids: encoder(input_ids=ids)
             median, _ = interleaved(fns, args.long_rounds, 1)
         for pattern in LONG_PATTERNS:
-            result[pattern][str(length)] = {"forward_ms": 1e3 * median[pattern], **memory[pattern, length]}
+            result[pattern][str(length)] = {"forward_ms": 1e3 * median[pattern], **memory[pattern, length],
+                                            "attention_peak_mib": attention[pattern, length]}
     for pattern, rows in result.items():
         first, last = str(args.long_lengths[0]), str(args.long_lengths[-1])
         rows["growth"] = {
             "lengths": [int(first), int(last)], "length_ratio": int(last) / int(first),
             "time_ratio": rows[last]["forward_ms"] / rows[first]["forward_ms"],
-            "memory_ratio": rows[last]["peak_mib"] / max(rows[first]["peak_mib"], 1e-3)}
+            "memory_ratio": rows[last]["peak_mib"] / max(rows[first]["peak_mib"], 1e-3),
+            "attention_memory_ratio": rows[last]["attention_peak_mib"] / max(rows[first]["attention_peak_mib"], 1e-3)}
     last = str(args.long_lengths[-1])
     result["linear_vs_full_at_longest"] = {
         "length": int(last), "speedup": result["full"][last]["forward_ms"] / result["linear"][last]["forward_ms"],
-        "memory_ratio": result["linear"][last]["peak_mib"] / max(result["full"][last]["peak_mib"], 1e-3)}
+        "memory_ratio": result["linear"][last]["peak_mib"] / max(result["full"][last]["peak_mib"], 1e-3),
+        "attention_memory_ratio": (result["linear"][last]["attention_peak_mib"]
+                                   / max(result["full"][last]["attention_peak_mib"], 1e-3))}
     return result
 
 
@@ -428,9 +436,15 @@ def table(results):
         lines.append(f"{pattern:<18}" + "".join(f"{rows[n]['forward_ms']:>10.1f}{rows[n]['peak_mib']:>10.1f}"
                                                 for n in lengths)
                      + f"{rows['growth']['time_ratio']:>9.2f}{rows['growth']['memory_ratio']:>8.2f}")
+    lines.append(f"{'attention sublayer':<18}" + "".join(f"{n + ' MiB':>10}" for n in lengths) + f"{'mem x':>8}")
+    for pattern in LONG_PATTERNS:
+        rows = long[pattern]
+        lines.append(f"{pattern:<18}" + "".join(f"{rows[n]['attention_peak_mib']:>10.1f}" for n in lengths)
+                     + f"{rows['growth']['attention_memory_ratio']:>8.2f}")
     lv = long["linear_vs_full_at_longest"]
     lines.append(f"(time x / mem x: longest vs shortest length; linear vs full at {lv['length']}: "
-                 f"{lv['speedup']:.2f}x faster, {lv['memory_ratio']:.2f}x the memory)")
+                 f"{lv['speedup']:.2f}x faster, {lv['memory_ratio']:.2f}x the encoder's memory, "
+                 f"{lv['attention_memory_ratio']:.2f}x the attention sublayer's)")
     c = results["compile"]
     lines.append("")
     lines.append(f"torch.compile scratchformer-sdpa: inference {c['inference']['eager_ms']:.1f} -> "

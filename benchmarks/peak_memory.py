@@ -1,30 +1,41 @@
-"""Peak memory of one encoder forward, every measurement in a fresh process.
+"""Peak memory of one encoder forward, or of one attention sublayer, every measurement in a fresh process.
 
 tracemalloc does not see torch's allocations and the CPU allocator keeps no statistics, so we read the
 kernel's peak resident set size: VmHWM in /proc/self/status, reset to the current RSS by writing "5" to
-/proc/self/clear_refs just before the forward. The figure is the growth of the peak RSS during that one
-forward (activations, attention scores, workspace), not counting the weights.
+/proc/self/clear_refs just before the measured call. The figure is the growth of the peak RSS during that
+one call (activations, attention scores, workspace), not counting the weights.
+
+The measured call is the second of two identical ones: the first pages in the kernels' code and lets the
+math libraries allocate the workspace they keep for that size, which a 16-token warm-up left to the
+measured call (about 5 MiB at 8192 tokens, differing by a fraction of a MiB between attention patterns).
+The figure is what every later forward of that length costs.
 
 Fresh processes are cheap: ``serve()`` imports torch and the model once, then forks one child per request
-(before any torch computation has started a thread pool in the server), so no earlier forward can have
-left freed memory in the child's heap for the measured one to reuse.
+(before any torch computation has started a thread pool in the server), so what one measurement left in
+the heap cannot lower the next one.
 
 The server runs with glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``): every tensor
 buffer above that is its own mapping, returned to the kernel when freed, so the RSS follows the live
 tensors. With glibc's default dynamic threshold, buffers up to 32 MiB come from a heap that keeps freed
 memory, and the peak growth of a short input depended on what earlier allocations had left there.
+
+Parts: "encoder", the whole encoder forward of a (1, length) input; "attention", the first encoder layer's
+self-attention sublayer alone, on that input's embeddings, with the mask the encoder builds for it.
 """
 
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
+from scratchformer.modeling.masks_scratchformer import self_attention_mask
 
 STATUS = Path("/proc/self/status")
+PARTS = ("encoder", "attention")
 
 
 def kib(field):
@@ -34,22 +45,30 @@ def kib(field):
     raise RuntimeError(f"{field} not in {STATUS}")
 
 
-def measure(config, length, threads):
-    """MiB by which the peak RSS grows during one no-grad encoder forward of a (1, length) input."""
+def measure(config, length, threads, part="encoder"):
+    """MiB by which the peak RSS grows during one no-grad call of ``part`` on a (1, length) input."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = ScratchformerForConditionalGeneration._from_config(ScratchformerConfig(**config),
                                                                attn_implementation="sdpa").eval()
     encoder, ids = model.get_encoder(), torch.randint(4, config["vocab_size"], (1, length))
     with torch.no_grad():
-        encoder(input_ids=ids[:, :16])  # load kernels, start the thread pool
+        if part == "encoder":
+            call = partial(encoder, input_ids=ids)
+        elif part == "attention":
+            hidden_states, rotary, positions = encoder.embed(ids, None)
+            keep = self_attention_mask(positions, positions, causal=False, window=encoder.config.attention_window)
+            call = partial(encoder.layers[0].self_attn, hidden_states, attention_mask=keep, position_embeddings=rotary)
+        else:
+            raise ValueError(f"part={part!r}; expected one of {PARTS}")
+        call()  # warm-up: kernels paged in, the math libraries' workspace for this size allocated
         try:
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
             reset = True
         except OSError:
             reset = False  # then the peak since start minus the RSS now: an upper bound, said so in the JSON
         before = kib("VmRSS")
-        encoder(input_ids=ids)
+        call()
         after = kib("VmHWM")
     return {"peak_mib": max(after - before, 0) / 1024, "hwm_reset": reset}
 
@@ -76,7 +95,7 @@ def serve():
 
 
 class PeakMemoryServer:
-    """Client side: ``with PeakMemoryServer() as server: server.measure(config_dict, length, threads)``."""
+    """Client side: ``with PeakMemoryServer() as server: server.measure(config_dict, length, threads, part)``."""
 
     def __enter__(self):
         import subprocess
@@ -86,8 +105,9 @@ class PeakMemoryServer:
                                         text=True, env=env)
         return self
 
-    def measure(self, config, length, threads):
-        self.process.stdin.write(json.dumps({"config": config, "length": length, "threads": threads}) + "\n")
+    def measure(self, config, length, threads, part="encoder"):
+        request = {"config": config, "length": length, "threads": threads, "part": part}
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         answer = json.loads(self.process.stdout.readline())
         if "error" in answer:

@@ -213,7 +213,7 @@ class ScratchformerAttention(nn.Module):
                 key, value = self.split_heads(self.kv_proj(key_value_states), 2)  # (b, h, j, d) each
             if position_embeddings is not None:
                 query, key = apply_rotary(query, *position_embeddings), apply_rotary(key, *position_embeddings)
-            memory = self.remember(key, value, cache, attention_mask)
+            memory = self.remember(key, value, cache, attention_mask, output_attentions)
             if self.is_cross_attention and cache is not None:
                 past_key_values.is_updated[self.layer_idx] = True
         out, weights = self.attend(query, memory, attention_mask, output_attentions)  # (b, i, h, d)
@@ -221,7 +221,7 @@ class ScratchformerAttention(nn.Module):
         return out, weights
 
     # The three steps a pattern may change: what is kept in the cache, how it is read back, how to attend.
-    def remember(self, key, value, cache, attention_mask):
+    def remember(self, key, value, cache, attention_mask, output_attentions):
         """Append this step's keys/values to the cache (if any); return all keys/values to attend to."""
         return (key, value) if cache is None else cache.update(key, value, self.layer_idx)
 
@@ -301,10 +301,15 @@ class LinearAttentionState(DynamicLayer):
         super().__init__()
         self.num_tokens = 0
 
+    @staticmethod
+    def summarize(phi_key, value):
+        """S = phi(K)^T V (b, h, d, d_v) and z = sum_j phi(k_j) (b, h, 1, d): all that the queries read of these keys."""
+        return phi_key.transpose(-1, -2) @ value, phi_key.sum(-2, keepdim=True)
+
     def absorb(self, phi_key, value):
         """S += phi(K)^T V, z += sum_j phi(k_j); return the state *before* this step (None if empty)."""
         previous = (self.keys, self.values) if self.is_initialized else None
-        state, normalizer = phi_key.transpose(-1, -2) @ value, phi_key.sum(-2, keepdim=True)  # (b,h,d,dv), (b,h,1,d)
+        state, normalizer = self.summarize(phi_key, value)
         if previous is not None:
             state, normalizer = previous[0] + state, previous[1] + normalizer
         self.keys, self.values, self.is_initialized = state, normalizer, True
@@ -347,40 +352,45 @@ class ScratchformerLinearAttention(ScratchformerAttention):
 
     eps = 1e-6
 
-    def remember(self, key, value, cache, attention_mask):
-        """Returns (phi(K), V, state before this step or None); with a cache, absorbs them into the state."""
+    def remember(self, key, value, cache, attention_mask, output_attentions):
+        """Returns (phi(K), V, state) for attend(); with a cache, first absorbs phi(K), V into its state.
+
+        Causal, or weights asked for: phi(K) and V for the parallel form, and the state *before* this step
+        (None if empty). Bidirectional: only the state S, z of all the keys (phi(K) is freed here, before
+        the queries are mapped), which is also what later cross-attention steps recall().
+        """
         phi_key = feature_map(key)
         if attention_mask is not None:  # padded keys contribute nothing: the last query row sees every real key
             phi_key = phi_key * attention_mask[:, :, -1, -key.shape[2]:, None].to(phi_key.dtype)  # (b, 1, j, 1)
-        previous = None if cache is None else linear_state(cache, self.layer_idx).absorb(phi_key, value)
-        return phi_key, value, previous  # for cross-attention, later steps recall() the encoder's state
+        layer = None if cache is None else linear_state(cache, self.layer_idx)
+        previous = None if layer is None else layer.absorb(phi_key, value)
+        if self.is_causal or output_attentions:
+            return phi_key, value, previous
+        return None, None, LinearAttentionState.summarize(phi_key, value) if layer is None else self.recall(layer)[2]
 
     def recall(self, cache_layer):
         return None, None, (cache_layer.keys, cache_layer.values)
 
     def attend(self, query, memory, attention_mask, output_attentions):
-        phi_key, value, previous = memory
+        """O = (phi(Q) S + parallel part) / (phi(Q) z + its row sums); S, z hold what the cache or remember()
+        summarised, the parallel part covers the keys passed as phi(K) (causal mask applied)."""
+        phi_key, value, state = memory
         phi_query = feature_map(query)  # (b, h, i, d)
         numerator = denominator = weights = None
-        if previous is not None:  # what the earlier tokens left in the state
-            state, normalizer = previous
-            numerator, denominator = phi_query @ state, phi_query @ normalizer.transpose(-1, -2)
-        if phi_key is not None and (self.is_causal or output_attentions):  # parallel form, (b, h, i, j)
+        if state is not None:  # phi(q_i)^T S and phi(q_i)^T z
+            numerator, denominator = phi_query @ state[0], phi_query @ state[1].transpose(-1, -2)
+        if phi_key is not None:  # parallel form, (b, h, i, j)
             similarity = phi_query @ phi_key.transpose(-1, -2)
             if self.is_causal:
                 similarity = similarity * causal_keep(query.shape[2], phi_key.shape[2], query.device)
             num, den = similarity @ value, similarity.sum(-1, keepdim=True)
-            if previous is None and output_attentions:
+            if state is None and output_attentions:
                 weights = similarity / (den + self.eps)
-        elif phi_key is not None:  # bidirectional: S = phi(K)^T V, z = sum_j phi(k_j)
-            num = phi_query @ (phi_key.transpose(-1, -2) @ value)
-            den = phi_query @ phi_key.sum(-2, keepdim=True).transpose(-1, -2)  # phi(q_i)^T z, (b, h, i, 1)
-        else:
-            num = den = 0.0
-        numerator = num if numerator is None else numerator + num
-        denominator = den if denominator is None else denominator + den
-        out = numerator / (denominator + self.eps)  # (b, h, i, d_v)
-        return out.transpose(1, 2), weights
+            numerator = num if numerator is None else numerator + num
+            denominator = den if denominator is None else denominator + den
+        del phi_query  # peak memory: at most two (b, h, i, d) tensors live from here on
+        out = numerator.div_(denominator + self.eps)  # in place: numerator is this call's own tensor, (b, h, i, d_v)
+        return out.transpose(1, 2).contiguous(), weights  # (b, i, h, d_v), laid out so the heads concat as a view
 
 
 ATTENTION_CLASSES = {

@@ -192,30 +192,40 @@ def phi(x):
     return torch.where(x > 0, x + 1, torch.exp(x))  # elu(x) + 1, written out
 
 
+@pytest.mark.parametrize("output_attentions", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
-def test_linear_attention_matches_the_formula_loop(causal):
-    """O_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)  (Katharopoulos et al. 2020, eq. 4)."""
+def test_linear_attention_matches_the_formula_loop(causal, output_attentions):
+    """O_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)  (Katharopoulos et al. 2020, eq. 4),
+    outputs and gradients; asking for the weights (the parallel form) changes neither."""
     config = tester.get_config(attention_pattern="linear")
     module = ScratchformerLinearAttention(config, H, is_causal=causal, layer_idx=0)
-    x = torch.randn(2, 6, D)
+    x = torch.randn(2, 6, D, requires_grad=True)
     padding = torch.ones(2, 6, dtype=torch.long)
     padding[1, 4:] = 0
     positions = torch.arange(6)
     keep = keep_mask(positions, positions, causal=causal, key_padding=padding)
-    with torch.no_grad():
-        got, _ = module(x, attention_mask=keep)
-        d = D // H
-        q, k, v = project(module, x, x)
-        out = torch.zeros(2, 6, H, d)
-        for b in range(2):
-            for h in range(H):
-                for i in range(6):
-                    keys = [j for j in range(6) if padding[b, j] and (not causal or j <= i)]
-                    sims = [phi(q[b, i, h]) @ phi(k[b, j, h]) for j in keys]
-                    out[b, i, h] = sum(s * v[b, j, h] for s, j in zip(sims, keys)) / sum(sims)
-        expected = module.out_proj(out.reshape(2, 6, D))
+    got, weights = module(x, attention_mask=keep, output_attentions=output_attentions)
+    d = D // H
+    q, k, v = project(module, x, x)
+    out = torch.zeros(2, 6, H, d)
+    for b in range(2):
+        for h in range(H):
+            for i in range(6):
+                keys = [j for j in range(6) if padding[b, j] and (not causal or j <= i)]
+                sims = [phi(q[b, i, h]) @ phi(k[b, j, h]) for j in keys]
+                out[b, i, h] = sum(s * v[b, j, h] for s, j in zip(sims, keys)) / sum(sims)
+    expected = module.out_proj(out.reshape(2, 6, D))
     real = padding.bool()
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-4)
+    probe = torch.randn_like(got[real])
+    grads = [torch.autograd.grad((y[real] * probe).sum(), [x, module.qkv_proj.weight]) for y in (got, expected)]
+    for grad_got, grad_expected in zip(*grads):
+        torch.testing.assert_close(grad_got, grad_expected, atol=1e-5, rtol=1e-4)
+    if output_attentions:  # A'[b, h, i, j] = phi(q_i).phi(k_j) / sum_j': rows sum to 1 over the visible keys
+        assert weights.shape == (2, H, 6, 6)
+        torch.testing.assert_close(weights.sum(-1)[:, :, real[1]], torch.ones(2, H, 4), atol=1e-5, rtol=1e-4)
+    else:
+        assert weights is None
 
 
 def test_linear_attention_recurrent_form_equals_parallel_form():

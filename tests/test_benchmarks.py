@@ -32,7 +32,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     long = results["long_inputs"]
     for pattern in ("full", "window", "linear"):
         assert {"64", "128", "growth"} <= set(long[pattern])
-        assert {"forward_ms", "peak_mib"} <= set(long[pattern]["64"])
+        assert {"forward_ms", "peak_mib", "attention_peak_mib"} <= set(long[pattern]["64"])
     assert "speedup" in long["linear_vs_full_at_longest"]
     compiled = results["compile"]
     assert compiled["inference"]["max_abs_diff"] < 1e-3 and compiled["training"]["speedup"] > 0
