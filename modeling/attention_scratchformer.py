@@ -266,7 +266,8 @@ class ScratchformerWindowAttention(ScratchformerAttention):
         keep = attention_mask.blocks(w)  # (b or 1, c, 1, w, span)
         span, num_blocks = keep.shape[-1], keep.shape[1]
         b, h, _, d = query.shape
-        query = F.pad(query, (0, 0, 0, num_blocks * w - n)).view(b, h, num_blocks, w, d)  # (b, h, c, w, d)
+        pad = num_blocks * w - n  # no copy when w divides n: the blocks are then a view of the queries
+        query = (F.pad(query, (0, 0, 0, pad)) if pad else query).unflatten(2, (num_blocks, w))  # (b, h, c, w, d)
         query = query.transpose(1, 2).reshape(b * num_blocks, h, w, d)  # (b c, h, w, d)
         key, value = (self.key_spans(x, w, span, num_blocks, n) for x in (key, value))  # (b c, h, span, d)
         keep = keep.expand(b, -1, -1, -1, -1).reshape(b * num_blocks, 1, w, span)  # (b c, 1, w, span)

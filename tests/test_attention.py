@@ -102,9 +102,10 @@ def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, win
                                                               ("additive", "relu", "eager"),
                                                               ("dot", "sigmoid", "eager")])
 @pytest.mark.parametrize("causal", [False, True])
-def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal):
+@pytest.mark.parametrize("n", [12, 13])  # n > 3w: the blocked path; w divides 12, 13 leaves a ragged last block
+def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal, n):
     """The O(n w) blocked kernel == the dense n x n band mask == the per-query loop, outputs and gradients."""
-    w, n = 2, 13  # n > 3w: the blocked path, with a ragged last block
+    w = 2
     config = tester.get_config(attention_score=score, attention_normalizer=normalizer, attention_pattern="window",
                                attention_window=w)
     config._attn_implementation = implementation
