@@ -12,6 +12,8 @@ Sections of the JSON (and of the printed table), every ratio against bart-sdpa m
                      the training rounds, interleaved with the models' steps
     training         target tokens/s of forward + backward + AdamW step; FLOPs counted once per model with
                      torch.utils.flop_counter.FlopCounterMode (fwd + bwd), MFU = achieved FLOP/s / ceiling
+    dropout          one dropout call, forward + backward, on a training activation: the model's own
+                     (16-bit decisions, four per 64-bit draw) against torch's F.dropout
     inference        encoder + decoder forward latency (no grad) on the training batch
     generation       greedy generate() tokens/s with the KV cache at batch 1 and at batch B,
                      min_new_tokens = max_new_tokens so every model produces exactly the same number of tokens
@@ -40,12 +42,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BartConfig, BartForConditionalGeneration
 from transformers.utils import logging as hf_logging
 
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
+from scratchformer.modeling.modeling_scratchformer import dropout as scratchformer_dropout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_memory import PeakMemoryServer  # noqa: E402
@@ -212,6 +216,18 @@ def training(args, models):
                       "mfu": flops[name] / median[name] / ceiling["flops_per_s"],
                       "vs_bart_sdpa": median[REFERENCE] / median[name]}
     return ceiling, rows
+
+
+def dropout_cost(args):
+    """One dropout call (p = 0.1, forward + backward) on a (batch, tgt_len, d_model) activation: the
+    model's ``dropout`` against torch's F.dropout, the 17 calls of a training step being 12% of it with
+    the latter on this CPU."""
+    x = torch.randn(args.batch, args.tgt_len, args.d_model, requires_grad=True)
+    fns = {"F.dropout": lambda: F.dropout(x, 0.1, training=True).sum().backward(),
+           "scratchformer dropout": lambda: scratchformer_dropout(x, 0.1).sum().backward()}
+    median, _ = interleaved(fns, args.rounds * 3, args.warmup)
+    return {**{name: {"ms": 1e3 * seconds} for name, seconds in median.items()},
+            "speedup": median["F.dropout"] / median["scratchformer dropout"]}
 
 
 def inference(args, models):
@@ -422,6 +438,10 @@ def table(results):
         lines.append(f"greedy decoding, {batch.replace('_', ' ')}, ms per token, generate() / forward loop alone "
                      "(x BART): " + "  ".join(f"{name} {g['ms_per_step']:.2f} / {g['forward_loop_ms_per_step']:.2f} "
                                               f"({g['forward_loop_vs_bart_sdpa']:.2f})" for name, g in rows.items()))
+    d = results["dropout"]
+    lines.append(f"dropout p=0.1, forward + backward, {results['settings']['batch']}x{results['settings']['tgt_len']}x"
+                 f"{results['settings']['d_model']}: F.dropout {d['F.dropout']['ms']:.2f} ms, scratchformer "
+                 f"{d['scratchformer dropout']['ms']:.2f} ms ({d['speedup']:.2f}x)")
     lines.append("")
     decode = results["decode_cost"]
     lines.append("cached decoder step, batch 1 (ms) at position: " + "  ".join(
@@ -515,6 +535,7 @@ def main(argv=None):
                                                   for k, v in vars(args).items()}}
     models = build_models(args)
     results["matmul_ceiling"], results["training"] = section("training", training, args, models)
+    results["dropout"] = section("dropout", dropout_cost, args)
     results["inference"] = section("inference", inference, args, models)
     results["generation"] = section("generation", generation, args, models)
     del models

@@ -16,10 +16,11 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)], check=True, env=env, timeout=600,
                    capture_output=True, text=True)
     results = json.loads(out.read_text())
-    assert {"machine", "settings", "matmul_ceiling", "training", "inference", "generation", "decode_cost",
-            "long_inputs", "compile"} <= set(results)
+    assert {"machine", "settings", "matmul_ceiling", "training", "dropout", "inference", "generation",
+            "decode_cost", "long_inputs", "compile"} <= set(results)
     assert results["machine"]["OMP_WAIT_POLICY"] == "PASSIVE"
     assert results["matmul_ceiling"]["flops_per_s"] > 0
+    assert results["dropout"]["speedup"] > 0
     assert set(results["training"]) == MODELS and set(results["inference"]) == MODELS
     for row in results["training"].values():
         assert {"target_tokens_per_s", "mfu", "flops_per_step", "vs_bart_sdpa"} <= set(row)

@@ -5,6 +5,8 @@ vs the eager one, cached vs uncached generation, saved vs reloaded models, trans
 Per-formula naive loops for the attention kernels live in test_attention.py.
 """
 
+import math
+
 import pytest
 import torch
 from transformers import (
@@ -22,6 +24,7 @@ from scratchformer import (
     ScratchformerForTokenClassification,
     ScratchformerModel,
 )
+from scratchformer.modeling.modeling_scratchformer import dropout
 
 from model_tester import VARIANT_IDS, VARIANTS, ModelTester
 
@@ -398,3 +401,41 @@ def test_bf16_forward_and_backward_run():
     loss = model(**inputs, labels=inputs["decoder_input_ids"]).loss
     loss.backward()
     assert torch.isfinite(loss)
+
+
+# ------------------------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_is_inverted_dropout_with_independent_decisions(p):
+    """The definition (Srivastava et al. 2014, F.dropout's contract): each element zeroed independently
+    with probability p, the others scaled by 1 / (1 - p); checked by binomial statistics within 6 sigma,
+    per 16-bit lane of the 64-bit draws and for neighbours cut from the same draw."""
+    torch.manual_seed(0)
+    x = torch.rand(999, 1001, dtype=torch.float64) + 0.5  # numel not a multiple of 4: the last draw is cut
+    torch.manual_seed(1)
+    out = dropout(x, p)
+    dropped = out == 0
+    n = x.numel()
+
+    def close_to(fraction, expected, count):
+        return abs(fraction - expected) < 6 * math.sqrt(expected * (1 - expected) / count) + 2**-16
+
+    assert close_to(dropped.double().mean().item(), p, n)
+    lanes = dropped.flatten()[: n // 4 * 4].view(-1, 4)  # the four 16-bit lanes of each 64-bit draw
+    for lane in range(4):
+        assert close_to(lanes[:, lane].double().mean().item(), p, lanes.shape[0])
+    both = (lanes[:, 0] & lanes[:, 1]).double().mean().item()  # independent: P(both dropped) = p^2
+    assert close_to(both, p * p, lanes.shape[0])
+    torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p), rtol=1e-4, atol=0)  # p rounded to 2^-16
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x, p), out)  # the seed decides the mask
+
+
+def test_dropout_gradient_identity_and_edge_cases():
+    x = torch.randn(7, 13, requires_grad=True)
+    out = dropout(x, 0.3)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, (out != 0).float() / (1 - 0.3), rtol=1e-4, atol=0)  # d out / dx = mask / (1 - p)
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0) is x
+    assert not dropout(x, 1.0).any()
