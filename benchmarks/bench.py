@@ -22,7 +22,7 @@ Sections of the JSON (and of the printed table), every ratio against bart-sdpa m
                      attention, and the peak memory of the first layer's self-attention sublayer alone (where
                      the patterns differ); peak memory = growth of the peak resident set (VmHWM, reset through
                      /proc/self/clear_refs) during the second of two identical calls, in a fresh process per
-                     measurement (see peak_memory.py)
+                     measurement, median of --memory-repeats measurements (see peak_memory.py)
     compile          torch.compile (fullgraph: one graph, no breaks) speed-up of scratchformer-sdpa's inference
                      forward and training step
 
@@ -334,13 +334,20 @@ def encoder_for(args, pattern, length):
     return model.get_encoder(), torch.randint(4, args.vocab, (1, length))
 
 
+def peak_mib(server, args, pattern, length, part):
+    """Median over --memory-repeats fresh-process measurements (one alone spreads by about +-0.1 MiB)."""
+    answers = [server.measure(long_kwargs(args, pattern), length, torch.get_num_threads(), part=part)
+               for _ in range(args.memory_repeats)]
+    return {"peak_mib": statistics.median(a["peak_mib"] for a in answers),
+            "hwm_reset": all(a["hwm_reset"] for a in answers)}
+
+
 def long_inputs(args):
     result = {pattern: {} for pattern in LONG_PATTERNS}
     with PeakMemoryServer() as server:
-        memory = {(pattern, length): server.measure(long_kwargs(args, pattern), length, torch.get_num_threads())
+        memory = {(pattern, length): peak_mib(server, args, pattern, length, "encoder")
                   for length in args.long_lengths for pattern in LONG_PATTERNS}
-        attention = {(pattern, length): server.measure(long_kwargs(args, pattern), length, torch.get_num_threads(),
-                                                       part="attention")["peak_mib"]
+        attention = {(pattern, length): peak_mib(server, args, pattern, length, "attention")["peak_mib"]
                      for length in args.long_lengths for pattern in LONG_PATTERNS}
     for length in args.long_lengths:
         fns = {}
@@ -511,12 +518,13 @@ def parse_args(argv=None):
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
     parser.add_argument("--long-lengths", type=lambda s: [int(x) for x in s.split(",")], default=[512, 2048, 4096, 8192])
     parser.add_argument("--long-rounds", type=int, default=3)
+    parser.add_argument("--memory-repeats", type=int, default=3, help="peak-memory measurements per figure (median)")
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--decode-positions", type=lambda s: [int(x) for x in s.split(",")], default=[16, 256, 1024])
     parser.add_argument("--matmul-size", type=int, default=2048)
     quick = dict(batch=2, src_len=8, tgt_len=8, d_model=32, heads=4, ffn=64, layers=1, vocab=100, new_tokens=4,
-                 rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, window=8, decode_positions=[4, 16],
-                 matmul_size=128)
+                 rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, memory_repeats=1, window=8,
+                 decode_positions=[4, 16], matmul_size=128)
     args = parse_with_quick(parser, argv, quick)
     args.max_positions = max(512, args.src_len, args.tgt_len + args.new_tokens)
     return args

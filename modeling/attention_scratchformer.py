@@ -390,7 +390,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
             numerator = num if numerator is None else numerator + num
             denominator = den if denominator is None else denominator + den
         del phi_query  # peak memory: at most two (b, h, i, d) tensors live from here on
-        out = numerator.div_(denominator + self.eps)  # in place: numerator is this call's own tensor, (b, h, i, d_v)
+        out = numerator.div_(denominator.add_(self.eps))  # in place: both are this call's own tensors, (b, h, i, d_v)
         return out.transpose(1, 2).contiguous(), weights  # (b, i, h, d_v), laid out so the heads concat as a view
 
 
