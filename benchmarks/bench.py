@@ -539,8 +539,7 @@ def section(name, fn, *args):
 
 def main(argv=None):
     args = parse_args(argv)
-    results = {"machine": machine(), "settings": {k: str(v) if isinstance(v, Path) else v
-                                                  for k, v in vars(args).items()}}
+    results = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "out"}}
     models = build_models(args)
     results["matmul_ceiling"], results["training"] = section("training", training, args, models)
     results["dropout"] = section("dropout", dropout_cost, args)
