@@ -304,7 +304,7 @@ class LinearAttentionState(DynamicLayer):
 
     @staticmethod
     def summarize(phi_key, value):
-        """S = phi(K)^T V (b, h, d, d_v) and z = sum_j phi(k_j) (b, h, 1, d): all that the queries read of these keys."""
+        """S = phi(K)^T V (b, h, d, d_v) and z = sum_j phi(k_j) (b, h, 1, d): all the queries read of these keys."""
         return phi_key.transpose(-1, -2) @ value, phi_key.sum(-2, keepdim=True)
 
     def absorb(self, phi_key, value):
