@@ -47,6 +47,8 @@ def kib(field):
 
 def measure(config, length, threads, part="encoder"):
     """MiB by which the peak RSS grows during one no-grad call of ``part`` on a (1, length) input."""
+    if part not in PARTS:
+        raise ValueError(f"part={part!r}; expected one of {PARTS}")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = ScratchformerForConditionalGeneration._from_config(ScratchformerConfig(**config),
@@ -55,12 +57,10 @@ def measure(config, length, threads, part="encoder"):
     with torch.no_grad():
         if part == "encoder":
             call = partial(encoder, input_ids=ids)
-        elif part == "attention":
+        else:  # "attention"
             hidden_states, rotary, positions = encoder.embed(ids, None)
             keep = self_attention_mask(positions, positions, causal=False, window=encoder.config.attention_window)
             call = partial(encoder.layers[0].self_attn, hidden_states, attention_mask=keep, position_embeddings=rotary)
-        else:
-            raise ValueError(f"part={part!r}; expected one of {PARTS}")
         call()  # warm-up: kernels paged in, the math libraries' workspace for this size allocated
         try:
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS

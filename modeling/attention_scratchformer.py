@@ -367,7 +367,8 @@ class ScratchformerLinearAttention(ScratchformerAttention):
         previous = None if layer is None else layer.absorb(phi_key, value)
         if self.is_causal or output_attentions:
             return phi_key, value, previous
-        return None, None, LinearAttentionState.summarize(phi_key, value) if layer is None else self.recall(layer)[2]
+        state = LinearAttentionState.summarize(phi_key, value) if layer is None else (layer.keys, layer.values)
+        return None, None, state
 
     def recall(self, cache_layer):
         return None, None, (cache_layer.keys, cache_layer.values)
