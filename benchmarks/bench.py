@@ -49,6 +49,7 @@ from transformers import BartConfig, BartForConditionalGeneration
 from transformers.utils import logging as hf_logging
 
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
+from scratchformer.modeling.compat_scratchformer import CACHE_FIELD, cache_field
 from scratchformer.modeling.modeling_scratchformer import dropout as scratchformer_dropout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -252,8 +253,8 @@ def greedy_forward_loop(model, input_ids, new_tokens):
         token = torch.full((input_ids.shape[0], 1), model.config.decoder_start_token_id)
         past, tokens = None, [token]
         for _ in range(new_tokens):
-            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, **cache_field(past), use_cache=True)
+            past, token = getattr(out, CACHE_FIELD), out.logits[:, -1:].argmax(-1)
             tokens.append(token)
         return torch.cat(tokens, 1)
 
@@ -302,10 +303,10 @@ def decode_cost(args):
             encoder_outputs = model.get_encoder()(input_ids=x)
             for position in positions:
                 prefix = torch.randint(4, args.vocab, (1, position))
-                past = model(encoder_outputs=encoder_outputs, decoder_input_ids=prefix, use_cache=True).past_key_values
+                past = getattr(model(encoder_outputs=encoder_outputs, decoder_input_ids=prefix, use_cache=True), CACHE_FIELD)
                 token = prefix[:, -1:]
                 fns[position] = lambda past=past, token=token: model(
-                    encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
+                    encoder_outputs=encoder_outputs, decoder_input_ids=token, **cache_field(past), use_cache=True)
             median, _ = interleaved(fns, args.rounds * 2, args.warmup)
         result[pattern] = {str(p): 1e3 * median[p] for p in positions}
     return result

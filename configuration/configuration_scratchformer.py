@@ -47,7 +47,7 @@ class ScratchformerConfig(PreTrainedConfig):
     """
 
     model_type = "scratchformer"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]  # the cache output, named as from 5.24 and before
     # Generation (the KV cache) asks for num_hidden_layers / num_attention_heads: those are the decoder's.
     attribute_map = {
         "hidden_size": "d_model",

@@ -189,7 +189,7 @@ class ScratchformerAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, past_key_values=None,
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, cache=None,
                 position_embeddings=None, output_attentions=False, **kwargs):
         """hidden_states (b, i, d_model) -> (b, i, d_model), weights (b, h, i, j) or None.
 
@@ -200,22 +200,21 @@ class ScratchformerAttention(nn.Module):
             (query,) = self.split_heads(self.q_proj(hidden_states))  # (b, h, i, d)
         else:
             query, key, value = self.split_heads(self.qkv_proj(hidden_states), 3)  # (b, h, i, d) each
-        cache = None
-        if isinstance(past_key_values, EncoderDecoderCache):
-            cache = past_key_values.cross_attention_cache if self.is_cross_attention else (
-                past_key_values.self_attention_cache)
-        elif past_key_values is not None and not self.is_cross_attention:
-            cache = past_key_values
-        if self.is_cross_attention and cache is not None and past_key_values.is_updated.get(self.layer_idx):
-            memory = self.recall(cache.layers[self.layer_idx])  # encoder keys/values: computed once per generation
+        layers = None  # the cache of this kind of attention: self- or cross-
+        if isinstance(cache, EncoderDecoderCache):
+            layers = cache.cross_attention_cache if self.is_cross_attention else cache.self_attention_cache
+        elif cache is not None and not self.is_cross_attention:
+            layers = cache
+        if self.is_cross_attention and layers is not None and cache.is_updated.get(self.layer_idx):
+            memory = self.recall(layers.layers[self.layer_idx])  # encoder keys/values: computed once per generation
         else:
             if self.is_cross_attention:
                 key, value = self.split_heads(self.kv_proj(key_value_states), 2)  # (b, h, j, d) each
             if position_embeddings is not None:
                 query, key = apply_rotary(query, *position_embeddings), apply_rotary(key, *position_embeddings)
-            memory = self.remember(key, value, cache, attention_mask, output_attentions)
-            if self.is_cross_attention and cache is not None:
-                past_key_values.is_updated[self.layer_idx] = True
+            memory = self.remember(key, value, layers, attention_mask, output_attentions)
+            if self.is_cross_attention and layers is not None:
+                cache.is_updated[self.layer_idx] = True
         out, weights = self.attend(query, memory, attention_mask, output_attentions)  # (b, i, h, d)
         out = self.out_proj(out.reshape(*hidden_states.shape[:-1], -1))  # concat heads, then W^O
         return out, weights

@@ -36,6 +36,7 @@ from transformers.utils import can_return_tuple
 
 from ..configuration.configuration_scratchformer import ScratchformerConfig
 from .attention_scratchformer import ATTENTION_CLASSES, AdditiveScore
+from .compat_scratchformer import CACHE_FIELD, cache_field, the_cache
 from .masks_scratchformer import padding_mask, self_attention_mask
 from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, SinusoidalPositionEncoding
 
@@ -157,16 +158,15 @@ class ScratchformerDecoderLayer(GradientCheckpointingLayer):
         self.final_norm = ResidualNorm(config)
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_key_values=None, position_embeddings=None, output_attentions=False):
+                cache=None, position_embeddings=None, output_attentions=False):
         attended, self_weights = self.self_attn(self.self_attn_norm.sublayer_input(hidden_states),
-                                                attention_mask=attention_mask, past_key_values=past_key_values,
+                                                attention_mask=attention_mask, cache=cache,
                                                 position_embeddings=position_embeddings,
                                                 output_attentions=output_attentions)
         hidden_states = self.self_attn_norm.add(hidden_states, attended)
         attended, cross_weights = self.encoder_attn(self.encoder_attn_norm.sublayer_input(hidden_states),
                                                     key_value_states=encoder_hidden_states,
-                                                    attention_mask=encoder_attention_mask,
-                                                    past_key_values=past_key_values,
+                                                    attention_mask=encoder_attention_mask, cache=cache,
                                                     output_attentions=output_attentions)
         hidden_states = self.encoder_attn_norm.add(hidden_states, attended)
         hidden_states = self.final_norm.add(hidden_states, self.ffn(self.final_norm.sublayer_input(hidden_states)))
@@ -198,7 +198,7 @@ class ScratchformerPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ScratchformerEncoderLayer", "ScratchformerDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]  # the name from transformers 5.24, and before
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
@@ -304,19 +304,22 @@ class ScratchformerDecoder(ScratchformerStack):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_key_values=None, inputs_embeds=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, **kwargs) -> BaseModelOutputWithPastAndCrossAttentions:
+                cache: Cache | None = None, inputs_embeds=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, past_key_values: Cache | None = None,
+                **kwargs) -> BaseModelOutputWithPastAndCrossAttentions:
+        """cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
+        cache = the_cache(cache, past_key_values)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
                                 else output_hidden_states)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training and use_cache:
             use_cache = False  # a cache written inside a checkpointed layer would be written twice
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         if not use_cache:
-            past_key_values = None
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            cache = None
+        past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states, rotary, query_pos = self.embed(input_ids, inputs_embeds, past_length)
         key_pos = torch.arange(past_length + query_pos.shape[0], device=query_pos.device)
         keep = self_attention_mask(query_pos, key_pos, causal=True, window=self.config.attention_window,
@@ -328,7 +331,7 @@ class ScratchformerDecoder(ScratchformerStack):
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states, keep, encoder_hidden_states, cross_keep, past_key_values, rotary, output_attentions)
+                hidden_states, keep, encoder_hidden_states, cross_keep, cache, rotary, output_attentions)
             all_self_attentions.append(self_weights)
             all_cross_attentions.append(cross_weights)
         hidden_states = self.layer_norm(hidden_states)
@@ -336,7 +339,7 @@ class ScratchformerDecoder(ScratchformerStack):
             all_hidden_states.append(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values,
+            **cache_field(cache),
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
             attentions=tuple(all_self_attentions) if output_attentions else None,
             cross_attentions=tuple(all_cross_attentions) if output_attentions else None,
@@ -374,9 +377,11 @@ class ScratchformerModel(ScratchformerPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, past_key_values: Cache | None = None, inputs_embeds=None,
+                encoder_outputs=None, cache: Cache | None = None, inputs_embeds=None,
                 decoder_inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                **kwargs) -> Seq2SeqModelOutput:
+                past_key_values: Cache | None = None, **kwargs) -> Seq2SeqModelOutput:
+        """cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
+        cache = the_cache(cache, past_key_values)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass decoder_input_ids (or labels to the seq2seq head, which shifts them)")
@@ -390,13 +395,13 @@ class ScratchformerModel(ScratchformerPreTrainedModel):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         decoder_outputs = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
                                        encoder_hidden_states=encoder_outputs.last_hidden_state,
-                                       encoder_attention_mask=attention_mask, past_key_values=past_key_values,
+                                       encoder_attention_mask=attention_mask, cache=cache,
                                        inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
                                        output_attentions=output_attentions,
                                        output_hidden_states=output_hidden_states)
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **cache_field(getattr(decoder_outputs, CACHE_FIELD)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -461,17 +466,19 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, past_key_values: Cache | None = None, inputs_embeds=None,
+                encoder_outputs=None, cache: Cache | None = None, inputs_embeds=None,
                 decoder_inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, **kwargs) -> Seq2SeqLMOutput:
-        """labels (b, n): target ids, -100 where no loss is wanted; decoder inputs are labels shifted right."""
+                output_hidden_states=None, past_key_values: Cache | None = None, **kwargs) -> Seq2SeqLMOutput:
+        """labels (b, n): target ids, -100 where no loss is wanted; decoder inputs are labels shifted right.
+        cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
+        cache = the_cache(cache, past_key_values)
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                              decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
-                             past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                             cache=cache, inputs_embeds=inputs_embeds,
                              decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.lm_head(outputs.last_hidden_state)  # (b, n, vocab)
@@ -482,7 +489,7 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_field(getattr(outputs, CACHE_FIELD)),
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,

@@ -14,6 +14,7 @@ from scratchformer.modeling.attention_scratchformer import (
     LinearAttentionState,
     ScratchformerLinearAttention,
 )
+from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.masks_scratchformer import BandMask, keep_mask
 from scratchformer.modeling.positions_scratchformer import sinusoid_table
 
@@ -239,7 +240,7 @@ def test_linear_attention_recurrent_form_equals_parallel_form():
     with torch.no_grad():
         parallel, _ = module(x)
         cache = DynamicCache()
-        steps = [module(x[:, t : t + 1], past_key_values=cache)[0] for t in range(8)]
+        steps = [module(x[:, t : t + 1], cache=cache)[0] for t in range(8)]
     torch.testing.assert_close(torch.cat(steps, 1), parallel, atol=1e-5, rtol=1e-4)
     state = cache.layers[0]
     assert isinstance(state, LinearAttentionState) and state.get_seq_length() == 8
@@ -251,7 +252,7 @@ def test_linear_attention_decoding_state_does_not_grow():
     inputs = tester.prepare_inputs(model.config)
     out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=9,
                          min_new_tokens=9, return_dict_in_generate=True)
-    cache = out.past_key_values
+    cache = getattr(out, CACHE_FIELD)
     sizes = {layer.keys.numel() + layer.values.numel() for layer in cache.self_attention_cache.layers}
     assert len(sizes) == 1 and cache.get_seq_length() == 9  # S and z only, whatever the length
 

@@ -11,11 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import transformers
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
 from scratchformer.configuration.configuration_scratchformer import CHOICES
+from scratchformer.modeling.compat_scratchformer import TESTED_TRANSFORMERS
 from scratchformer.training.export import CardInfo, load_template, render_model_card
 
 pytest.register_assert_rewrite("hub_fixtures")
@@ -73,6 +75,9 @@ def test_card_body(models, head):
     snippet = re.search(r"```python\n(.*?)```", body, flags=re.S).group(1)
     compile(snippet, "snippet", "exec")  # valid Python; test_hub.py runs it against the loopback Hub
     assert '"someone/tiny"' in snippet and "trust_remote_code=True" in snippet
+    oldest, newest = TESTED_TRANSFORMERS  # the range the shipped code was tested on, and the exporting release
+    assert f"tested on **transformers {oldest} to {newest}**" in body
+    assert f"written with transformers {transformers.__version__}" in body
     assert "{{" not in text and "{%" not in text  # nothing left unrendered
 
 

@@ -24,6 +24,7 @@ from scratchformer import (
     ScratchformerForTokenClassification,
     ScratchformerModel,
 )
+from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.modeling_scratchformer import dropout
 
 from model_tester import VARIANT_IDS, VARIANTS, ModelTester
@@ -87,15 +88,18 @@ def test_shapes_causality_and_padding(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_generate_with_cache_equals_without(variant):
-    """generate() with the KV cache (or the linear-attention state) == recomputing everything, greedy and beam."""
+    """generate() with the KV cache (or the linear-attention state) == recomputing everything, greedy and beam:
+    token for token and score for score (the cache must reach every step under the running release's name)."""
     model = build(**variant)
     inputs = tester.prepare_inputs(model.config)
     kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=6,
-                  min_new_tokens=6)
+                  min_new_tokens=6, return_dict_in_generate=True, output_scores=True)
     for mode in (dict(do_sample=False), dict(num_beams=3, do_sample=False)):
         cached = model.generate(**kwargs, **mode, use_cache=True)
         uncached = model.generate(**kwargs, **mode, use_cache=False)
-        assert torch.equal(cached, uncached), mode
+        assert getattr(cached, CACHE_FIELD) is not None and getattr(uncached, CACHE_FIELD) is None, mode
+        assert torch.equal(cached.sequences, uncached.sequences), mode
+        torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v["attention_score"] == "dot"

@@ -5,6 +5,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
 from scratchformer import ScratchformerForConditionalGeneration
+from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.modeling_scratchformer import BaseModelOutput
 
 from model_tester import VARIANT_IDS, VARIANTS, ModelTester
@@ -50,9 +51,11 @@ def test_precomputed_encoder_outputs_are_used_as_is():
     torch.testing.assert_close(as_tuple, full)
 
 
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])  # transformers >= 5.24 | before
 @pytest.mark.parametrize("variant", VARIANTS[::7], ids=VARIANT_IDS[::7])
-def test_forward_step_by_step_with_cache_equals_one_full_forward(variant):
-    """Feeding decoder tokens one at a time with past_key_values gives the logits of one causal pass."""
+def test_forward_step_by_step_with_cache_equals_one_full_forward(variant, name):
+    """Feeding decoder tokens one at a time with the cache, under either of its names, gives the logits of
+    one causal pass; the output returns it under the running release's name."""
     model = build(**variant)
     inputs = tester.prepare_inputs(model.config)
     with torch.no_grad():
@@ -61,9 +64,9 @@ def test_forward_step_by_step_with_cache_equals_one_full_forward(variant):
         steps = []
         for t in range(tester.tgt_len):
             out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                        decoder_input_ids=inputs["decoder_input_ids"][:, t : t + 1], past_key_values=cache,
+                        decoder_input_ids=inputs["decoder_input_ids"][:, t : t + 1], **{name: cache},
                         use_cache=True)
-            cache = out.past_key_values
+            cache = getattr(out, CACHE_FIELD)
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
     assert cache.get_seq_length() == tester.tgt_len

@@ -2,7 +2,7 @@
 
     out_dir/
       model.safetensors (or shards + index), config.json (with auto_map), generation_config.json
-      configuration_scratchformer.py  modeling_scratchformer.py  attention_/masks_/positions_scratchformer.py
+      configuration_scratchformer.py  modeling_scratchformer.py  attention_/masks_/positions_/compat_scratchformer.py
       tokenizer.json  tokenizer_config.json ...        AutoTokenizer loads them with no custom code
       README.md                                        model card rendered from the repo's model_card.md
       card_info.json  loss_curve.png  attention_map.png
@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..modeling.compat_scratchformer import TESTED_TRANSFORMERS
 from .attention_maps import plot_attention
 
 CARD_TEMPLATE = "model_card.md"
@@ -294,6 +296,9 @@ def render_model_card(model, info: CardInfo, pictures: dict[str, str] | None = N
         results=metric_rows,
         limitations=limitations(model, info),
         pictures=pictures or {},
+        tested_transformers=TESTED_TRANSFORMERS,
+        tested_major=int(TESTED_TRANSFORMERS[0].split(".")[0]),
+        exported_with=f"transformers {transformers.__version__}",
     )
     return str(card)
 

@@ -1,0 +1,57 @@
+"""What differs between the transformers releases this model is tested on, in one place.
+
+The model ships to the Hub as remote code, so this file travels with it: whoever loads an export runs
+these checks against *their* transformers, not ours.
+
+- **The cache's name.** transformers 5.24 renamed the key/value cache: ``generate()`` passes it to
+  ``forward`` as ``cache=`` and reads it back from ``outputs.cache``; 5.17-5.23 say ``past_key_values``
+  in both places. Every forward here accepts either name (``the_cache``), and every output carries the
+  cache under the field that the running release's ``ModelOutput`` classes declare (``cache_field``), so
+  that neither release logs a deprecation warning.
+- **The tested range.** ``TESTED_TRANSFORMERS`` is the oldest and newest release CI ran this code on;
+  the exported model card states it, and importing this file under another major version (or below the
+  oldest) warns once, naming the range.
+"""
+
+import dataclasses
+import warnings
+
+import transformers
+from packaging.version import Version
+from transformers.modeling_outputs import Seq2SeqLMOutput
+
+# Oldest and newest transformers release the suite passed on (.ci/run: lowest, lock, newest).
+TESTED_TRANSFORMERS = ("5.17.0", "5.24.0")
+
+# "cache" from transformers 5.24 on, "past_key_values" before: the field name in transformers' outputs.
+CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
+
+
+def the_cache(cache=None, past_key_values=None):
+    """The cache passed to a forward under either name (``cache``, or the older ``past_key_values``)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("got both `cache` and `past_key_values`; pass the cache under one name "
+                         "(`cache` on transformers >= 5.24, `past_key_values` before)")
+    return cache if cache is not None else past_key_values
+
+
+def cache_field(cache):
+    """``{name: cache}`` for a ModelOutput constructor, under the name the running release declares."""
+    return {CACHE_FIELD: cache}
+
+
+def untested_transformers_message(version):
+    """A warning text when ``version`` lies outside what CI tested (another major, or below the oldest)."""
+    oldest, newest = (Version(v) for v in TESTED_TRANSFORMERS)
+    running = Version(version)
+    if running.major == oldest.major and running >= oldest:
+        return None
+    return (f"scratchformer's model code was tested on transformers {TESTED_TRANSFORMERS[0]} to "
+            f"{TESTED_TRANSFORMERS[1]}; this is transformers {version}, so outputs (generation above all) "
+            f"may be wrong. Install a tested release: pip install 'transformers>={TESTED_TRANSFORMERS[0]},"
+            f"<{oldest.major + 1}'")
+
+
+_message = untested_transformers_message(transformers.__version__)
+if _message is not None:
+    warnings.warn(_message, stacklevel=2)  # module import runs once per process: the warning shows once
