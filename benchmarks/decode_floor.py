@@ -54,7 +54,7 @@ def functional_decoder(model, input_ids):
         token = torch.tensor([[start]])
         generated = [token]
         for position in range(new_tokens):
-            x = F.embedding(token, decoder.embed_tokens.weight) * decoder.embed_scale
+            x = F.embedding(token, decoder.embed_tokens.weight) * decoder.embed_tokens.embed_scale
             x = x + decoder.embed_positions.table[position]
             for state in layers:
                 layer = state["layer"]

@@ -226,14 +226,25 @@ def check_length(config, num_positions):
                          "truncate the input or build the model with a larger max_position_embeddings")
 
 
+class ScaledEmbedding(nn.Embedding):
+    """Token vectors a^i = s * W_e[x^i], with s = sqrt(d_model) when ``config.scale_embedding`` ("Attention Is
+    All You Need", 3.4), else 1. The scale lives in the embedding module, as in BART, so that
+    ``model(inputs_embeds=model.get_input_embeddings()(ids))`` equals ``model(input_ids=ids)``."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+
+    def forward(self, input_ids):
+        return super().forward(input_ids) * self.embed_scale
+
+
 class ScratchformerStack(ScratchformerPreTrainedModel):
-    """What encoder and decoder share: token embeddings a^i (scaled), + position vectors e^i, dropout."""
+    """What encoder and decoder share: token embeddings a^i, + position vectors e^i, dropout."""
 
     def __init__(self, config: ScratchformerConfig, num_heads, embed_tokens=None):
         super().__init__(config)
-        self.embed_tokens = embed_tokens if embed_tokens is not None else nn.Embedding(
-            config.vocab_size, config.d_model, config.pad_token_id)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_tokens = embed_tokens if embed_tokens is not None else ScaledEmbedding(config)
         self.embed_positions = POSITIONS[config.position_encoding](config, num_heads)
         self.layer_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
                            if NORM_PLACEMENTS[config.norm_placement].final else nn.Identity())
@@ -246,12 +257,12 @@ class ScratchformerStack(ScratchformerPreTrainedModel):
         self.embed_tokens = value
 
     def embed(self, input_ids, inputs_embeds, past_length=0):
-        """a^i * scale + e^i for the new tokens at positions past_length, past_length + 1, ...;
-        also returns the rotary (cos, sin) of those positions, or None."""
+        """a^i + e^i for the new tokens at positions past_length, past_length + 1, ...; ``inputs_embeds`` are
+        the a^i themselves (any vectors). Also returns the rotary (cos, sin) of those positions, or None."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+            inputs_embeds = self.embed_tokens(input_ids)
         length = inputs_embeds.shape[1]
         check_length(self.config, past_length + length)
         position_ids = torch.arange(past_length, past_length + length, device=inputs_embeds.device)[None]
@@ -359,7 +370,7 @@ class ScratchformerModel(ScratchformerPreTrainedModel):
 
     def __init__(self, config: ScratchformerConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)  # one vocabulary
+        self.shared = ScaledEmbedding(config)  # one vocabulary
         self.encoder = ScratchformerEncoder(config, self.shared)
         self.decoder = ScratchformerDecoder(config, self.shared)
         self.post_init()
@@ -419,7 +430,7 @@ class ScratchformerEncoderModel(ScratchformerPreTrainedModel):
 
     def __init__(self, config: ScratchformerConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.shared = ScaledEmbedding(config)
         self.encoder = ScratchformerEncoder(config, self.shared)
         self.post_init()
 

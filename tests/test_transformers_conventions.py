@@ -18,8 +18,10 @@ def build(**overrides):
     return ScratchformerForConditionalGeneration(tester.get_config(**overrides)).eval()
 
 
-def test_inputs_embeds_equal_input_ids():
-    model = build(scale_embedding=False)
+@pytest.mark.parametrize("scale_embedding", [True, False])
+def test_inputs_embeds_equal_input_ids(scale_embedding):
+    """inputs_embeds = get_input_embeddings()(ids) gives the output of input_ids: the sqrt(d) scale is in there."""
+    model = build(scale_embedding=scale_embedding)
     inputs = tester.prepare_inputs(model.config)
     embed = model.get_input_embeddings()
     with torch.no_grad():
