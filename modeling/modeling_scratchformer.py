@@ -176,19 +176,16 @@ class ScratchformerDecoderLayer(GradientCheckpointingLayer):
 # -------------------------------------------------------------------------------------- pretrained model
 
 
-def checkpoint_conversion():
+def checkpoint_conversion(*attentions):
     """Checkpoint layout <-> module layout. Files keep BART's separate q_proj / k_proj / v_proj; in memory
     the projections that read the same input are one fused Linear (one matmul instead of three):
     self_attn.{q,k,v}_proj -> self_attn.qkv_proj, encoder_attn.{k,v}_proj -> encoder_attn.kv_proj.
     from_pretrained concatenates along the output dim; save_pretrained splits back (transformers runs
-    each conversion in reverse when saving)."""
+    each conversion in reverse when saving). ``attentions``: the attention sublayers of one stack."""
     fused = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "encoder_attn": ("kv_proj", ("k_proj", "v_proj"))}
-    return [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in parts],
-                            target_patterns=f"{module}.{target}.{tensor}", operations=[Concatenate(dim=0)])
-            for module, (target, parts) in fused.items() for tensor in ("weight", "bias")]
-
-
-register_checkpoint_conversion_mapping(ScratchformerConfig.model_type, checkpoint_conversion(), overwrite=True)
+    return [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in fused[module][1]],
+                            target_patterns=f"{module}.{fused[module][0]}.{tensor}", operations=[Concatenate(dim=0)])
+            for module in attentions for tensor in ("weight", "bias")]
 
 
 class ScratchformerPreTrainedModel(PreTrainedModel):
@@ -357,7 +354,27 @@ class ScratchformerDecoder(ScratchformerStack):
         )
 
 
+# Registered per stack class, not per model_type: transformers looks every PreTrainedModel sub-module up by
+# class name and scopes its conversions to that sub-module's prefix, so the encoder-only heads, which have no
+# encoder_attn, get no cross-attention converter.
+for _stack, _attentions in ((ScratchformerEncoder, ["self_attn"]),
+                            (ScratchformerDecoder, ["self_attn", "encoder_attn"])):
+    register_checkpoint_conversion_mapping(_stack.__name__, checkpoint_conversion(*_attentions), overwrite=True)
+
+
 # ------------------------------------------------------------------------------------------ base models
+
+
+def tie_stack_embeddings(model, *stacks):
+    """One vocabulary: the stacks embed with ``model.shared.weight``. Under ``config.tie_word_embeddings`` each
+    stack gets an embedding module of its own whose weight transformers ties to ``shared.weight``
+    (``_tied_weights_keys``, as BART), so that from_pretrained treats ``shared.weight`` as a real key (reported
+    and initialised when a file lacks it). Built on the meta device, the modules take no memory and draw no
+    random numbers. Untied, transformers ties nothing, and the stacks hold ``shared`` itself."""
+    if model.config.tie_word_embeddings:
+        for stack in stacks:
+            with torch.device("meta"):
+                stack.embed_tokens = ScaledEmbedding(model.config)
 
 
 class ScratchformerModel(ScratchformerPreTrainedModel):
@@ -373,6 +390,7 @@ class ScratchformerModel(ScratchformerPreTrainedModel):
         self.shared = ScaledEmbedding(config)  # one vocabulary
         self.encoder = ScratchformerEncoder(config, self.shared)
         self.decoder = ScratchformerDecoder(config, self.shared)
+        tie_stack_embeddings(self, self.encoder, self.decoder)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -432,6 +450,7 @@ class ScratchformerEncoderModel(ScratchformerPreTrainedModel):
         super().__init__(config)
         self.shared = ScaledEmbedding(config)
         self.encoder = ScratchformerEncoder(config, self.shared)
+        tie_stack_embeddings(self, self.encoder)
         self.post_init()
 
     def get_input_embeddings(self):
