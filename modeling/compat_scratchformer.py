@@ -16,6 +16,7 @@ these checks against *their* transformers, not ours.
 import dataclasses
 import warnings
 
+import torch
 import transformers
 from packaging.version import Version
 from transformers.modeling_outputs import Seq2SeqLMOutput
@@ -28,11 +29,17 @@ CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqL
 
 
 def the_cache(cache=None, past_key_values=None):
-    """The cache passed to a forward under either name (``cache``, or the older ``past_key_values``)."""
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
+    """The cache passed to a forward under either name (``cache``, or the older ``past_key_values``).
+    Where the running release calls it ``cache``, the old name warns as transformers' own models do."""
+    if past_key_values is None:
+        return cache
+    if cache is not None and cache is not past_key_values:
         raise ValueError("got both `cache` and `past_key_values`; pass the cache under one name "
                          "(`cache` on transformers >= 5.24, `past_key_values` before)")
-    return cache if cache is not None else past_key_values
+    if CACHE_FIELD == "cache" and not torch.compiler.is_compiling():
+        warnings.warn(f"`past_key_values` is deprecated from transformers 5.24 on (this is {transformers.__version__})"
+                      ": pass the cache as `cache`", FutureWarning, stacklevel=3)
+    return past_key_values
 
 
 def cache_field(cache):

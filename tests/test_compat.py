@@ -42,7 +42,10 @@ def test_the_cache_field_is_the_one_transformers_declares():
 def test_both_names_at_once_is_an_error():
     first = EncoderDecoderCache(DynamicCache(), DynamicCache())
     second = EncoderDecoderCache(DynamicCache(), DynamicCache())
-    assert the_cache(None, second) is second and the_cache(first, None) is first
+    assert the_cache(first, None) is first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old name warns from 5.24 on
+        assert the_cache(None, second) is second
     with pytest.raises(ValueError, match="`cache` and `past_key_values`"):
         the_cache(first, second)
     model = build()
@@ -96,3 +99,38 @@ def test_an_untested_major_version_warns_once_on_import(monkeypatch):
     untested = [str(w.message) for w in caught if "tested on transformers" in str(w.message)]
     assert len(untested) == 1 and "6.0.0" in untested[0] and TESTED_TRANSFORMERS[1] in untested[0], untested
     assert compat_scratchformer._message is None
+
+
+def repo_file(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not here (tests run outside a source checkout)")
+    return path
+
+
+def test_the_lock_satisfies_the_claimed_ranges_and_the_tested_range():
+    """requirements-lock.txt pins every dependency of pyproject.toml inside its range; transformers' lowest
+    claimed release is TESTED_TRANSFORMERS' oldest, and the lock's is no newer than its newest."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    project = tomllib.loads(repo_file("pyproject.toml").read_text())["project"]
+    claimed = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    lock = {}
+    for line in repo_file("requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[canonicalize_name(name)] = Version(version)
+    for requirement in claimed:
+        pinned = lock.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} is not in the lock"
+        assert requirement.specifier.contains(pinned), f"lock {requirement.name}=={pinned} outside {requirement}"
+    transformers_range = next(r for r in claimed if r.name == "transformers").specifier
+    lowest = min(Version(s.version) for s in transformers_range if s.operator == ">=")
+    assert lowest == Version(TESTED_TRANSFORMERS[0])
+    assert lock["transformers"] <= Version(TESTED_TRANSFORMERS[1])
