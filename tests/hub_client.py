@@ -37,11 +37,13 @@ class BlockPackage(importlib.abc.MetaPathFinder):
 
 
 def seq2seq_outputs(model, inputs, torch):
-    """Teacher-forced logits and greedy generation of a seq2seq model."""
+    """Teacher-forced logits and greedy generation of a seq2seq model, with the cache and without it."""
     with torch.no_grad():
         return {
             "logits": model(**inputs, decoder_input_ids=torch.tensor(DECODER_INPUT_IDS)).logits,
             "generated": model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False),
+            "generated_uncached": model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                                                 use_cache=False),
         }
 
 

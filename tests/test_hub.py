@@ -41,6 +41,14 @@ def test_pulled_outputs_equal_local(pulled, local, mode):
     assert torch.equal(result["outputs"]["seq2seq_generated"], local["seq2seq_generated"])
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_pulled_generation_uses_its_cache(pulled, mode):
+    """The pulled code decodes with this transformers' cache as without it: a cache that never reaches the
+    forward (as when a release renames its argument) decodes each step from the last token alone."""
+    outputs = pulled[mode]["outputs"]
+    assert torch.equal(outputs["seq2seq_generated"], outputs["seq2seq_generated_uncached"])
+
+
 def test_local_outputs_are_not_degenerate(local):
     """Guards the comparisons above: different inputs and heads give different numbers."""
     logits = local["seq_cls_logits"]
