@@ -37,13 +37,17 @@ class BlockPackage(importlib.abc.MetaPathFinder):
 
 
 def seq2seq_outputs(model, inputs, torch):
-    """Teacher-forced logits and greedy generation of a seq2seq model, with the cache and without it."""
+    """Teacher-forced logits and greedy generation of a seq2seq model; the scores of each generated step
+    with the cache and without it."""
     with torch.no_grad():
+        greedy = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_dict_in_generate=True,
+                      output_scores=True)
+        cached, uncached = (model.generate(**inputs, **greedy, use_cache=use_cache) for use_cache in (True, False))
         return {
             "logits": model(**inputs, decoder_input_ids=torch.tensor(DECODER_INPUT_IDS)).logits,
-            "generated": model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False),
-            "generated_uncached": model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
-                                                 use_cache=False),
+            "generated": cached.sequences,
+            "scores": torch.stack(cached.scores, 1),
+            "scores_uncached": torch.stack(uncached.scores, 1),
         }
 
 

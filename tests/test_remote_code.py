@@ -40,6 +40,7 @@ def test_remote_code_equals_package(pulled, variant_exports, hub_exports, name):
     local = seq2seq_outputs(variant_exports[name].model, local_outputs(hub_exports)["inputs"])
     torch.testing.assert_close(remote["logits"], local["logits"])
     assert torch.equal(remote["generated"], local["generated"])
+    torch.testing.assert_close(remote["scores"], remote["scores_uncached"])  # its cache (or state) is used
 
 
 def test_exported_sources_are_the_package_sources(tmp_path):
