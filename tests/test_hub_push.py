@@ -183,3 +183,32 @@ def test_trainer_push_to_hub_without_a_token_fails_before_training(tmp_path, hub
     with pytest.raises(NoTokenError):
         run(tmp_path / "out", task="g2p", train_file=str(tmp_path / "missing.tsv"), push_to_hub=REPO)
     assert not (tmp_path / "out").exists() and hub["create_repo"] == []
+
+
+def test_cli_export_writes_exactly_what_push_uploads(saved_dir, hub, monkeypatch, tmp_path, capsys):
+    """`scratchformer export DIR OUT --repo_id R` on disk == the folder `push DIR R` uploads, byte for byte."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push_to_hub(saved_dir, REPO)
+    out = tmp_path / "hub-folder"
+    assert cli.main(["export", str(saved_dir), str(out), "--repo_id", REPO]) == 0
+    exported = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert set(exported) == set(hub["files"]) == UPLOADED
+    assert {name for name in exported if exported[name] != hub["files"][name]} == set()
+    assert str(out) in capsys.readouterr().out
+
+
+def test_cli_export_refuses_to_overwrite_and_bad_folders(saved_cls_dir, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="scratchformer export: .*taken exists and is not an empty folder"):
+        cli.main(["export", str(saved_cls_dir), str(taken)])
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]  # nothing written next to it
+    with pytest.raises(SystemExit, match="scratchformer export: .*no config.json"):
+        cli.main(["export", str(tmp_path / "missing"), str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="scratchformer export: invalid repo id"):
+        cli.main(["export", str(saved_cls_dir), str(tmp_path / "out"), "--repo_id", "not a/valid/id"])
+    assert not (tmp_path / "out").exists()
+    out = tmp_path / "local"
+    assert cli.main(["export", str(saved_cls_dir), str(out)]) == 0  # no repo id: the card loads the folder
+    assert "This folder is not on the Hub yet" in (out / "README.md").read_text()

@@ -3,6 +3,7 @@
     scratchformer train --preset default               (or --task ..., --config run.yaml, any flag)
     scratchformer evaluate MODEL_DIR [--split test]    (--test_file etc. to score other data)
     scratchformer predict MODEL_DIR "transformer" ...
+    scratchformer export MODEL_DIR OUT_DIR             (the Hub folder on disk; `push` uploads it)
 
 A subcommand is one entry in COMMANDS: name -> (add_arguments(parser), run(args)). Parsers are
 HfArgumentParser (an argparse.ArgumentParser), so dataclass arguments can be added too. A command that has
@@ -82,6 +83,7 @@ COMMANDS = {
     "train": (add_train_arguments, run_train),
     "evaluate": (add_evaluate_arguments, run_evaluate),
     "predict": (add_predict_arguments, run_predict),
+    "export": (hub.add_export_arguments, hub.run_export),
     "push": (hub.add_arguments, hub.run),
     "attention": (attention_maps.add_arguments, attention_maps.run),
 }

@@ -1,10 +1,12 @@
-"""Push a saved model folder to the Hugging Face Hub with the standard huggingface_hub API.
+"""Export a saved model folder for the Hub, and push it with the standard huggingface_hub API.
 
+    scratchformer export outputs/g2p hub/g2p [--repo_id user/scratchformer-g2p]   (on disk, no upload)
     HF_TOKEN=hf_... scratchformer push outputs/g2p user/scratchformer-g2p --private -m "first model"
 
-The folder (weights, config, tokenizer, card_info.json) is exported afresh into a temporary
-folder: remote code, auto_map, the model card rendered with the final repo id, loss curve and
-attention map. Only that folder is uploaded; checkpoints and logs next to the weights are not.
+The folder (weights, config, tokenizer, card_info.json) is exported afresh (``export_folder``): remote
+code, auto_map, the model card rendered with the repo id, loss curve and attention map. `push`
+uploads exactly that folder, written to a temporary place; checkpoints and logs next to the weights
+are not part of it. `export` writes the same folder where you say, to inspect or upload yourself.
 The token comes from the `token` argument, HF_TOKEN or `hf auth login`; it goes to HfApi only,
 never into a file, a log or the card (the CLI has no --token option: it would land in the
 shell history).
@@ -47,6 +49,22 @@ def check_repo_id(repo_id: str) -> None:
                          f"(letters, digits, '-', '_', '.'); {error}") from None
 
 
+def export_folder(model_dir: str | Path, out_dir: str | Path, repo_id: str | None = None,
+                  max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None) -> Path:
+    """Write the Hub folder of the saved run `model_dir` to `out_dir` (which must be empty or absent): what
+    `push` uploads. With `repo_id` the card's snippets load that repo; without, the folder itself.
+    `loaded`: the (model, tokenizer) of `model_dir` when the caller has already loaded them."""
+    if repo_id is not None:
+        check_repo_id(repo_id)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; give a new or empty folder to export to")
+    model, tokenizer = loaded or load_model_dir(model_dir)
+    info = CardInfo.from_folder(model_dir)
+    info.repo_id = repo_id
+    return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)
+
+
 def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
                 commit_message: str = DEFAULT_COMMIT_MESSAGE, token: str | None = None,
                 max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE) -> CommitInfo:
@@ -57,12 +75,11 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
     """
     check_repo_id(repo_id)
     api = HfApi(token=resolve_token(token))
-    model, tokenizer = load_model_dir(model_dir)  # fail on a bad folder before touching the Hub
-    info = CardInfo.from_folder(model_dir)
+    loaded = load_model_dir(model_dir)  # fail on a bad folder before touching the Hub
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    info.repo_id = repo.repo_id  # with the namespace the Hub chose for a bare name
     with tempfile.TemporaryDirectory(prefix="scratchformer-push-") as staging:
-        export_for_hub(model, staging, tokenizer, info, max_shard_size=max_shard_size)
+        # repo.repo_id: with the namespace the Hub chose for a bare name
+        export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded)
         commit = api.upload_folder(repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message,
                                    repo_type="model")
     logger.info("pushed %s to %s", model_dir, commit.commit_url)
@@ -88,6 +105,27 @@ def run(args: argparse.Namespace) -> int:
     except (NoTokenError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"scratchformer push: {error}") from None
     print(f"pushed {args.model_dir} to {commit.commit_url}")
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of `scratchformer export`."""
+    parser.add_argument("model_dir", help="the saved model folder (config.json, weights, tokenizer)")
+    parser.add_argument("out_dir", help="where to write the Hub folder (new or empty)")
+    parser.add_argument("--repo_id", default=None,
+                        help="the Hub repo the card's snippets load ('namespace/name'); default: the folder")
+    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
+                        help="largest safetensors file before the weights are sharded")
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the Hub folder of a saved model to disk: exactly what `push` uploads."""
+    try:
+        out = export_folder(args.model_dir, args.out_dir, args.repo_id, max_shard_size=args.max_shard_size)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"scratchformer export: {error}") from None
+    print(f"exported {args.model_dir} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
 
