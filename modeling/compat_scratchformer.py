@@ -7,10 +7,11 @@ these checks against *their* transformers, not ours.
   ``forward`` as ``cache=`` and reads it back from ``outputs.cache``; 5.17-5.23 say ``past_key_values``
   in both places. Every forward here accepts either name (``the_cache``), and every output carries the
   cache under the field that the running release's ``ModelOutput`` classes declare (``cache_field``), so
-  that neither release logs a deprecation warning.
+  that ``generate()`` logs no deprecation warning on any release. Passing ``past_key_values`` yourself
+  on 5.24 or later warns, as it does for transformers' own models.
 - **The tested range.** ``TESTED_TRANSFORMERS`` is the oldest and newest release CI ran this code on;
   the exported model card states it, and importing this file under another major version (or below the
-  oldest) warns once, naming the range.
+  oldest) warns once per process (once per Hub repo for remote code), naming the range.
 """
 
 import dataclasses
