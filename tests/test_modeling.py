@@ -377,8 +377,14 @@ def test_generate_modes_greedy_beam_sampling():
     finished = (decoder_ids == model.config.eos_token_id).cumsum(1).roll(1, 1)
     finished[:, 0] = 0
     assert torch.equal(greedy.masked_fill(finished > 0, 0), decoder_ids.masked_fill(finished > 0, 0))
-    beams = model.generate(**kwargs, num_beams=4, num_return_sequences=2)
-    assert beams.shape[0] == 2 * tester.batch_size
+    assert torch.equal(model.generate(**kwargs, num_beams=1), greedy)  # a beam of one is greedy search
+    beams = model.generate(**kwargs, num_beams=4, num_return_sequences=2, return_dict_in_generate=True,
+                           output_scores=True)
+    assert beams.sequences.shape[0] == 2 * tester.batch_size
+    best = model.generate(**kwargs, num_beams=4)  # the first of the returned beams is the one beam search returns
+    assert torch.equal(beams.sequences[::2, : best.shape[1]], best)
+    scores = beams.sequences_scores.view(tester.batch_size, 2)
+    assert (scores[:, 0] >= scores[:, 1]).all()  # best first
     torch.manual_seed(0)
     sampled = model.generate(**kwargs, do_sample=True, top_k=10, temperature=0.7)
     torch.manual_seed(0)
@@ -396,18 +402,33 @@ def test_too_long_input_is_a_clear_error():
 def test_auto_from_config_as_in_the_readme():
     config = ScratchformerConfig(vocab_size=40, d_model=32, encoder_layers=1, decoder_layers=1,
                                  attention_score="additive")
+    torch.manual_seed(0)
     model = AutoModelForSeq2SeqLM.from_config(config)
-    assert isinstance(model, ScratchformerForConditionalGeneration)
-    out = model.generate(torch.randint(4, 40, (2, 6)), num_beams=4, max_new_tokens=4)
-    assert out.shape[0] == 2
+    torch.manual_seed(0)
+    direct = ScratchformerForConditionalGeneration(config)
+    assert type(model) is ScratchformerForConditionalGeneration
+    expected = direct.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in model.state_dict().items())
+    input_ids = torch.randint(4, 40, (2, 6))
+    out = model.eval().generate(input_ids, num_beams=4, max_new_tokens=4)
+    assert torch.equal(out, direct.eval().generate(input_ids, num_beams=4, max_new_tokens=4))
+    assert out.shape[0] == 2 and out.shape[1] > 1
 
 
-def test_bf16_forward_and_backward_run():
-    model = build().to(torch.bfloat16).train()
-    inputs = tester.prepare_inputs(model.config)
-    loss = model(**inputs, labels=inputs["decoder_input_ids"]).loss
-    loss.backward()
-    assert torch.isfinite(loss)
+def test_bf16_loss_and_gradients_match_fp32():
+    """The same weights in bf16 give the fp32 loss and gradients to within bf16's precision (8 bits of
+    mantissa: relative error ~1e-2 after a few layers)."""
+    inputs = tester.prepare_inputs(tester.get_config())
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        model = build().to(dtype).train()
+        loss = model(**inputs, labels=inputs["decoder_input_ids"]).loss
+        loss.backward()
+        results.append((loss.float(), model.lm_head.weight.grad.float()))
+    (loss32, grad32), (loss16, grad16) = results
+    assert loss16.dtype == torch.float32 and torch.isfinite(loss16)  # the loss is computed in fp32
+    torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=0)
+    torch.testing.assert_close(grad16, grad32, rtol=5e-2, atol=5e-3)
 
 
 # ------------------------------------------------------------------------------------------- dropout

@@ -81,23 +81,41 @@ def test_forward_step_by_step_with_cache_equals_one_full_forward(variant, name):
 
 
 def test_hidden_states_and_attentions_are_returned_when_set_in_the_config():
+    """Flags in the config give what the same flags give at call time, with the same weights."""
     model = build(output_hidden_states=True, output_attentions=True)
+    plain = build()
     inputs = tester.prepare_inputs(model.config)
     with torch.no_grad():
         out = model(**inputs)
+        asked = plain(**inputs, output_hidden_states=True, output_attentions=True)
+        silent = plain(**inputs)
+    assert silent.encoder_hidden_states is None and silent.cross_attentions is None
     assert len(out.encoder_hidden_states) == model.config.encoder_layers + 1
-    assert len(out.decoder_attentions) == model.config.decoder_layers
-    assert all(w is not None for w in out.cross_attentions)
+    assert len(out.decoder_attentions) == len(out.cross_attentions) == model.config.decoder_layers
+    for key in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions",
+                "cross_attentions"):
+        for got, expected in zip(out[key], asked[key], strict=True):
+            torch.testing.assert_close(got, expected, msg=key)
+    torch.testing.assert_close(out.encoder_hidden_states[-1], out.encoder_last_hidden_state)
+    b, h, i, j = tester.batch_size, model.config.decoder_attention_heads, tester.tgt_len, tester.src_len
+    assert out.cross_attentions[0].shape == (b, h, i, j)
 
 
 def test_hidden_states_keep_gradients():
+    """The returned hidden states are the graph's own tensors: the gradient reaching the first one equals
+    the gradient with respect to inputs_embeds (hidden_states[0] = inputs_embeds + positions)."""
     model = build(dropout=0.0).train()
     inputs = tester.prepare_inputs(model.config)
     out = model(**inputs, output_hidden_states=True, output_attentions=True)
     out.encoder_hidden_states[0].retain_grad()
     out.cross_attentions[0].retain_grad()
     out.logits.sum().backward()
-    assert out.encoder_hidden_states[0].grad is not None and out.cross_attentions[0].grad is not None
+    embeds = model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_()
+    reference = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
+                      decoder_input_ids=inputs["decoder_input_ids"]).logits.sum()
+    (expected,) = torch.autograd.grad(reference, embeds)
+    torch.testing.assert_close(out.encoder_hidden_states[0].grad, expected)
+    assert out.cross_attentions[0].grad.abs().sum() > 0  # the weights are in the graph, not a detached copy
 
 
 def test_different_encoder_and_decoder_depths_generate_with_cache():
