@@ -85,8 +85,11 @@ def test_classification_heads_draw_the_encoder(tmp_path):
 def test_linear_attention_draws_its_implied_weights(tmp_path):
     model = build_model("seq_cls", attention_pattern="linear")
     maps = compute_attention(model, build_tokenizer(), TEXT)
-    assert len(save_png(maps, tmp_path / "linear.png").read_bytes()) > 0
+    _, panels = read_png(save_png(maps, tmp_path / "linear.png"))
+    assert len(panels) == model.config.encoder_layers * model.config.encoder_attention_heads
     assert all(torch.all(w >= 0) for w in maps.maps["encoder"])  # phi(x) = elu(x) + 1 > 0
+    for weights in maps.maps["encoder"]:  # phi(q) phi(k)^T / (sum_j phi(q) phi(k_j)^T + eps): rows sum to ~1
+        torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e-4, rtol=0)
 
 
 def test_errors_name_the_problem(tmp_path):

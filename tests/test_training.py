@@ -134,7 +134,15 @@ def test_sequence_classification_learns(tmp_path, files, capsys):
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == ["ScratchformerForSequenceClassification"]
     capsys.readouterr()
     cli.main(["predict", str(tmp_path), "the film was superb"])
-    assert capsys.readouterr().out.split("\t")[1].split()[0] in ("neg", "pos")
+    label, probability = capsys.readouterr().out.split("\t")[1].split()
+    # predict == the argmax of the saved model's logits, loaded the way any transformers user would
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        p = model(**tokenizer(["the film was superb"], return_tensors="pt")).logits.softmax(-1)[0]
+    assert label == model.config.id2label[int(p.argmax())] and probability == f"(p={p.max().item():.3f})"
 
 
 def test_token_classification_learns(tmp_path, files, capsys):
