@@ -34,6 +34,12 @@ def first_and_last_loss(trainer):
     return logged[0], logged[-1]
 
 
+def validation_batch(features, tokenizer):
+    """The whole validation split as one padded batch, through our collator (the Trainer's own path aside)."""
+    rows = [{k: features["validation"][i][k] for k in ("input_ids", "labels")} for i in range(len(features["validation"]))]
+    return Collator(tokenizer.pad_token_id)(rows)
+
+
 def test_seq2seq_trainer_trains_and_generates(tmp_path):
     rows = "source\ttarget\n" + "".join(f"{w}\t{' '.join(c.upper() for c in w)}\n"
                                         for w in ["cab", "bad", "dab", "ace", "bead", "face", "fade", "cafe"] * 4)
@@ -55,7 +61,14 @@ def test_seq2seq_trainer_trains_and_generates(tmp_path):
     first, last = first_and_last_loss(trainer)
     assert last < first
     scores = trainer.evaluate()
-    assert {"eval_wer", "eval_per", "eval_loss"} <= set(scores) and 0.0 <= scores["eval_wer"] <= 1.0
+    # the Trainer's generate-and-score == generating the validation split ourselves and scoring it
+    batch = validation_batch(features, tokenizer)
+    model.eval()
+    with torch.no_grad():
+        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    ours = load_metric("g2p").compute(predictions=tokenizer.batch_decode(generated, skip_special_tokens=True),
+                                      references=data.raw["validation"]["references"][:])
+    assert scores["eval_wer"] == pytest.approx(ours["wer"]) and scores["eval_per"] == pytest.approx(ours["per"])
 
 
 SENTENCE = "1\tthe\tthe\tDET\t_\t_\t0\t_\t_\t_\n2\tdog\tdog\tNOUN\t_\t_\t0\t_\t_\t_\n3\truns\trun\tVERB\t_\t_\t0\t_\t_\t_\n"
@@ -86,4 +99,12 @@ def test_trainer_trains_classification_heads(tmp_path, task):
     first, last = first_and_last_loss(trainer)
     assert last < first
     scores = trainer.evaluate()
-    assert "eval_accuracy" in scores and "eval_loss" in scores
+    # the Trainer's metrics == our own forward pass over the validation split, scored the same way
+    batch = validation_batch(features, tokenizer)
+    model.eval()
+    with torch.no_grad():
+        output = model(**batch)
+    ours = compute_metrics(type("Prediction", (), {"predictions": output.logits.numpy(),
+                                                   "label_ids": batch["labels"].numpy()}))
+    assert scores["eval_accuracy"] == pytest.approx(ours["accuracy"])
+    assert scores["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-4)
