@@ -24,6 +24,8 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 # Oldest and newest transformers release the suite passed on (.ci/run: lowest, lock, newest).
 TESTED_TRANSFORMERS = ("5.17.0", "5.24.0")
+# The requirement that installs a tested release: from the oldest up to the next major.
+TESTED_REQUIREMENT = f"transformers>={TESTED_TRANSFORMERS[0]},<{Version(TESTED_TRANSFORMERS[0]).major + 1}"
 
 # "cache" from transformers 5.24 on, "past_key_values" before: the field name in transformers' outputs.
 CACHE_FIELD = "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
@@ -50,14 +52,12 @@ def cache_field(cache):
 
 def untested_transformers_message(version):
     """A warning text when ``version`` lies outside what CI tested (another major, or below the oldest)."""
-    oldest, newest = (Version(v) for v in TESTED_TRANSFORMERS)
-    running = Version(version)
+    oldest, running = Version(TESTED_TRANSFORMERS[0]), Version(version)
     if running.major == oldest.major and running >= oldest:
         return None
     return (f"scratchformer's model code was tested on transformers {TESTED_TRANSFORMERS[0]} to "
             f"{TESTED_TRANSFORMERS[1]}; this is transformers {version}, so outputs (generation above all) "
-            f"may be wrong. Install a tested release: pip install 'transformers>={TESTED_TRANSFORMERS[0]},"
-            f"<{oldest.major + 1}'")
+            f"may be wrong. Install a tested release: pip install '{TESTED_REQUIREMENT}'")
 
 
 _message = untested_transformers_message(transformers.__version__)

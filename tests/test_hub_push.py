@@ -24,8 +24,7 @@ UPLOADED = {  # what a seq2seq export holds
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "configuration_scratchformer.py", "modeling_scratchformer.py", "attention_scratchformer.py",
     "masks_scratchformer.py", "positions_scratchformer.py", "compat_scratchformer.py", "README.md", "card_info.json",
-    "loss_curve.png",
-    "attention_map.png",
+    "loss_curve.png", "attention_map.png",
 }
 
 

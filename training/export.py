@@ -23,7 +23,7 @@ from typing import Any
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..modeling.compat_scratchformer import TESTED_TRANSFORMERS
+from ..modeling.compat_scratchformer import TESTED_REQUIREMENT, TESTED_TRANSFORMERS
 from .attention_maps import plot_attention
 
 CARD_TEMPLATE = "model_card.md"
@@ -297,7 +297,7 @@ def render_model_card(model, info: CardInfo, pictures: dict[str, str] | None = N
         limitations=limitations(model, info),
         pictures=pictures or {},
         tested_transformers=TESTED_TRANSFORMERS,
-        tested_major=int(TESTED_TRANSFORMERS[0].split(".")[0]),
+        tested_requirement=TESTED_REQUIREMENT,
         exported_with=f"transformers {transformers.__version__}",
     )
     return str(card)
