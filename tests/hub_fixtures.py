@@ -89,7 +89,8 @@ def card_info(head: str, repo_id: str | None) -> CardInfo:
     return CardInfo(
         repo_id=repo_id, dataset=dataset[0], dataset_name=dataset[1], language=["en"], metrics=metrics,
         training={"learning_rate": 0.001, "epochs": 2, "batch_size": 8},
-        loss_history=[{"step": s, "loss": 4.0 / (1 + s)} for s in range(0, 50, 10)] + [{"step": 40, "eval_loss": 0.5}],
+        history=[{"step": s, "train/loss": 4.0 / (1 + s), "train/lr": 1e-3} for s in range(0, 50, 10)]
+        + [{"step": 40, "eval/loss": 0.5, "eval/accuracy": 0.75}],
         example_text=TEXTS[0],
     )
 

@@ -11,10 +11,10 @@ from scratchformer.training.data import (
     Collator,
     LengthGroupedBatchSampler,
     load_task,
-    read_conll,
     tokenize,
     train_tokenizer,
 )
+from scratchformer.training.files import read_conll
 from scratchformer.training.g2p import SPLIT_BUCKETS, group_splits, load_g014b2b, word_bucket
 from scratchformer.training.tokenizers import encode_phonemes, train_g2p_tokenizer, train_text_tokenizer
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
-from scratchformer.training.export import export_for_hub, load_model_dir
+from scratchformer.training.export import export_for_hub
+from scratchformer.training.inference import load_saved
 
 pytest.register_assert_rewrite("hub_fixtures")
 from hub_fixtures import TEXTS, build_model, build_tokenizer  # noqa: E402
@@ -20,7 +21,8 @@ def test_sharded_export_loads_back(tmp_path):
     index = json.loads((folder / "model.safetensors.index.json").read_text())
     assert len(shards) > 1 and not (folder / "model.safetensors").exists()
     assert sorted(set(index["weight_map"].values())) == shards
-    loaded, no_tokenizer = load_model_dir(folder)
+    saved = load_saved(folder)
+    loaded, no_tokenizer = saved.model, saved.tokenizer
     inputs = tokenizer(TEXTS, padding=True, return_tensors="pt")
     inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
     decoder_input_ids = torch.tensor([[1, 4, 5], [1, 6, 7]])
@@ -44,18 +46,18 @@ def test_export_refuses_other_models(tmp_path):
     class Other(ScratchformerForConditionalGeneration):
         pass
 
-    with pytest.raises(ValueError, match="cannot export Other; allowed model classes: ScratchformerFor"):
+    with pytest.raises(ValueError, match="cannot export Other; allowed model classes: ScratchformerModel, ScratchformerForConditionalGeneration"):
         export_for_hub(Other(ScratchformerConfig(vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1,
                                                  encoder_ffn_dim=8, decoder_ffn_dim=8)), tmp_path / "x")
 
 
-def test_load_model_dir_errors(tmp_path):
+def test_load_saved_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        load_model_dir(tmp_path / "missing")
+        load_saved(tmp_path / "missing")
     folder = tmp_path / "odd"
     folder.mkdir()
     config = ScratchformerConfig(vocab_size=20, d_model=8, encoder_ffn_dim=8, decoder_ffn_dim=8)
     config.architectures = ["ScratchformerForCausalLM"]
     config.save_pretrained(folder)
-    with pytest.raises(ValueError, match="'ScratchformerForCausalLM'; allowed: ScratchformerForConditionalGeneration"):
-        load_model_dir(folder)
+    with pytest.raises(ValueError, match="'ScratchformerForCausalLM'; allowed: ScratchformerModel, ScratchformerForConditionalGeneration"):
+        load_saved(folder)

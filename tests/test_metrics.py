@@ -11,7 +11,6 @@ from scratchformer.training.metrics import (
     TaggingScores,
     TranslationScores,
     edit_distance,
-    load_metric,
 )
 
 
@@ -85,8 +84,3 @@ def test_classification_scores_by_hand_and_sklearn():
     # class 0: tp1 fp2 fn0 -> 2/4; class 1: tp2 fp0 fn1 -> 4/5; class 2: tp1 fp0 fn1 -> 2/3
     assert scores["macro_f1"] == pytest.approx((2 / 4 + 4 / 5 + 2 / 3) / 3)
     assert scores["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro"))
-
-
-def test_load_metric_rejects_unknown_task():
-    with pytest.raises(ValueError, match="task='summarize'; allowed: g2p, translation"):
-        load_metric("summarize")

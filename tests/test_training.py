@@ -4,13 +4,20 @@ fails before training, and the models also train under transformers' Trainer / S
 import json
 import random
 
+import jiwer
 import pytest
+import sacrebleu
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from scratchformer.training import cli
-from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments, config_defaults, parse_args
-from scratchformer.training.trainer import latest_checkpoint, noam, train
+from scratchformer.training import checkpoints, cli, trainer
+from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments, config_defaults
+from scratchformer.training.checkpoints import latest_checkpoint
+from scratchformer.training.export import CardInfo
+from scratchformer.training.optim import noam
+from scratchformer.training.tracking import curves
+from scratchformer.training.trainer import train
 
 LETTERS = {"a": "AA", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH", "k": "K",
            "l": "L", "m": "M", "n": "N", "o": "OW", "p": "P", "r": "R", "s": "S", "t": "T", "u": "UH"}
@@ -75,36 +82,70 @@ def losses(output_dir):
     return [entry["train/loss"] for entry in log if "train/loss" in entry]
 
 
+def predictions_file(output_dir, split):
+    return [json.loads(line) for line in (output_dir / f"{split}_predictions.jsonl").read_text().splitlines()]
+
+
+def generated(output_dir, sources):
+    """What the release, loaded by the Auto classes alone, generates for `sources` (one at a time: no padding)."""
+    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(output_dir).eval(), AutoTokenizer.from_pretrained(output_dir)
+    with torch.no_grad():
+        return [tokenizer.decode(model.generate(**tokenizer([s], return_tensors="pt"))[0], skip_special_tokens=True)
+                for s in sources]
+
+
 def assert_loss_falls(output_dir, factor=0.7):
     curve = losses(output_dir)
     first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
     assert last < factor * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
 
 
-def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys):
+RELEASE = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+           "training_args.json", "log.jsonl", "hparams.json", "all_results.json", "test_predictions.jsonl",
+           "card_info.json", "loss_curve.png", "checkpoints"}  # the layout of checkpoints.py's docstring
+
+
+def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys, monkeypatch):
     out = tmp_path / "g2p"
+    writes, model_saves = [], []
+    monkeypatch.setattr(trainer, "write_atomic", lambda path, text: (writes.append(path.name),
+                                                                     checkpoints.write_atomic(path, text)))
+    monkeypatch.setattr(trainer, "save_model_in_place", lambda model, folder: (model_saves.append(folder),
+                                                                               checkpoints.save_model_in_place(model, folder)))
     results = run(out, task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"],
-                  test_file=files["g2p_test"], max_steps=80, eval_every=40, batch_tokens=600, learning_rate=5e-3)
+                  test_file=files["g2p_test"], max_steps=80, eval_every=20, batch_tokens=600, learning_rate=5e-3)
     assert_loss_falls(out, 0.8)
-    n_test = len(open(files["g2p_test"]).read().splitlines()) - 1
-    assert results["test"]["rows"] == n_test and 0.0 <= results["test"]["per"] < 1.0
-    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "training_args.json",
-                 "all_results.json", "loss_curve.png", "card_info.json", "log.jsonl", "test_predictions.jsonl"):
-        assert (out / name).is_file(), name
-    assert json.loads((out / "all_results.json").read_text())["test"]["wer"] == results["test"]["wer"]
-    printed = capsys.readouterr().out
-    assert f"== test ({n_test} rows) ==" in printed and "WER:" in printed and "PER:" in printed
+    assert {p.name for p in out.iterdir()} == RELEASE  # no best/, .release/, tokenizer/ or temporary files
+    # each file once; the model once per improvement of the validation WER, into the run folder itself
+    assert sorted(writes) == sorted(["training_args.json", "test_predictions.jsonl", "card_info.json", "all_results.json"])
+    wers = [h["eval/wer"] for h in json.loads((out / "card_info.json").read_text())["history"] if "eval/wer" in h]
+    assert len(model_saves) == sum(w < min(wers[:i], default=float("inf")) for i, w in enumerate(wers))
+    assert set(model_saves) == {out}
 
     # the release loads with the Auto classes alone, and generates what the trainer scored
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    rows = predictions_file(out, "test")
+    n_test = len(open(files["g2p_test"]).read().splitlines()) - 1
+    assert results["test"]["rows"] == len(rows) == n_test
+    assert generated(out, [r["source"] for r in rows]) == [r["prediction"] for r in rows]
+    # the scores, recomputed from the predictions file: a word is right when it equals its reference;
+    # PER = phoneme edits / reference phonemes (jiwer's word-level edit counts on phoneme strings)
+    assert results["test"]["wer"] == pytest.approx(sum(r["prediction"] not in r["references"] for r in rows) / n_test)
+    edits = jiwer.process_words([r["references"][0] for r in rows], [r["prediction"] or "<empty>" for r in rows])
+    assert results["test"]["per"] == pytest.approx(
+        (edits.substitutions + edits.deletions + edits.insertions) / sum(len(r["references"][0].split()) for r in rows))
+    assert json.loads((out / "all_results.json").read_text())["test"] == results["test"]
+    printed = capsys.readouterr().out
+    assert f"== test ({n_test} rows) ==" in printed and f"WER: {100 * results['test']['wer']:.2f}%" in printed
 
-    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
-    assert model.generation_config.decoder_start_token_id == tokenizer.bos_token_id == 1
-    first = json.loads((out / "test_predictions.jsonl").read_text().splitlines()[0])
-    ids = model.generate(**tokenizer([first["source"]], return_tensors="pt"))
-    assert tokenizer.decode(ids[0], skip_special_tokens=True) == first["prediction"]
+    # the card's history is the run's log: the Hub's loss curve has the validation loss too
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    history = curves(CardInfo.from_folder(out).history)
+    assert history["eval/loss"] == [(e["step"], e["eval/loss"]) for e in logged if "eval/loss" in e]
+    assert history["train/loss"] == [(e["step"], e["train/loss"]) for e in logged if "train/loss" in e]
+    assert len(history["eval/loss"]) == 4  # steps 20, 40, 60, 80
 
     # predict and evaluate subcommands on the saved folder
+    first = rows[0]
     assert cli.main(["predict", str(out), first["source"]]) == 0
     assert capsys.readouterr().out.rstrip("\n").split("\t") == [first["source"], first["prediction"]]
     assert cli.main(["evaluate", str(out), "--split", "test"]) == 0
@@ -122,22 +163,26 @@ def test_translation_learns(tmp_path, files):
     results = run(tmp_path, task="translation", train_file=files["mt"], source_lang="de", target_lang="en",
                   tokenizer_type="wordpiece", vocab_size=60, max_steps=60, batch_size=16)
     assert_loss_falls(tmp_path)
-    assert {"bleu", "chrf", "loss"} <= set(results["validation"])  # no test split: scored on validation
+    rows = predictions_file(tmp_path, "validation")  # no test split: scored on the validation split held out
+    assert len(rows) == results["validation"]["rows"] == 10  # 5% of 200
+    assert generated(tmp_path, [r["source"] for r in rows]) == [r["prediction"] for r in rows]
+    references = [[r["references"][0] for r in rows]]
+    assert results["validation"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu([r["prediction"] for r in rows], references).score)
+    assert results["validation"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf([r["prediction"] for r in rows], references).score)
 
 
 def test_sequence_classification_learns(tmp_path, files, capsys):
     results = run(tmp_path, task="sequence-classification", train_file=files["sst"], text_column="sentence",
                   label_column="sentiment", tokenizer_type="bpe", vocab_size=80, max_steps=100)
     assert_loss_falls(tmp_path)
-    assert {"accuracy", "macro_f1"} <= set(results["validation"])
+    rows = predictions_file(tmp_path, "validation")
+    assert results["validation"]["accuracy"] == pytest.approx(sum(r["prediction"] == r["reference"] for r in rows) / len(rows))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == ["ScratchformerForSequenceClassification"]
     capsys.readouterr()
     cli.main(["predict", str(tmp_path), "the film was superb"])
     label, probability = capsys.readouterr().out.split("\t")[1].split()
     # predict == the argmax of the saved model's logits, loaded the way any transformers user would
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
@@ -149,7 +194,10 @@ def test_token_classification_learns(tmp_path, files, capsys):
     results = run(tmp_path, task="token-classification", train_file=files["pos"], tokenizer_type="bpe",
                   vocab_size=60, max_steps=50)
     assert_loss_falls(tmp_path)
-    assert results["validation"]["accuracy"] > 0.5
+    rows = predictions_file(tmp_path, "validation")
+    pairs = [(p, r) for row in rows for p, r in zip(row["prediction"], row["reference"], strict=True)]
+    assert results["validation"]["accuracy"] == pytest.approx(sum(p == r for p, r in pairs) / len(pairs))
+    assert results["validation"]["accuracy"] > 0.5  # chance is about 1/4: it learned
     capsys.readouterr()
     cli.main(["predict", str(tmp_path), "the dog runs"])
     assert [pair.split("/")[0] for pair in capsys.readouterr().out.split("\t")[1].split()] == ["the", "dog", "runs"]
@@ -162,7 +210,8 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, fil
     stopped = run(tmp_path / "resumed", stop_after_steps=7, **common)  # checkpoint at 6 and at 7 (mid-epoch)
     assert stopped == {"step": 7, "stopped": "stop_after_steps=7"}
     assert latest_checkpoint(tmp_path / "resumed").name == "checkpoint-0000007"
-    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()  # no evaluation yet: no best model
+    assert not (tmp_path / "resumed" / "all_results.json").exists()
     run(tmp_path / "resumed", resume=True, **common)
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "model.safetensors")
@@ -206,21 +255,41 @@ def test_noam_peaks_at_the_learning_rate_after_warmup():
     assert max(f(s) for s in range(1000)) == pytest.approx(1.0)
 
 
-def test_argument_precedence_preset_config_flags(tmp_path):
+def test_argument_precedence_preset_config_flags(tmp_path, monkeypatch, capsys):
+    """Through the command line, as `scratchformer train` parses it."""
     config = tmp_path / "run.yaml"
-    config.write_text("d_model: 64\nlearning_rate: 0.002\n")
-    model_args, data_args, train_args = parse_args(["--preset", "g014b2b", "--config", str(config), "--d_model", "96"])
+    config.write_text("d_model: 64\nlearning_rate: 0.002\nwarmup_steps: 7\n")
+    argv = ["train", "--preset", "g014b2b", "--config", str(config), "--d_model", "96"]
+    command, (model_args, data_args, train_args) = cli.parse(argv)
+    assert command == "train"
     assert model_args.d_model == 96  # flag beats config
-    assert train_args.learning_rate == 0.002  # config beats preset
-    assert train_args.num_beams == config_defaults("g014b2b")["num_beams"]  # preset beats field default
+    assert train_args.learning_rate == 0.002 and train_args.warmup_steps == 7  # config beats preset
+    assert train_args.num_beams == 4 == config_defaults("g014b2b")["num_beams"]  # preset beats field default
+    assert TrainArguments().num_beams == 1  # ... which differs
+    assert "seed" not in config_defaults("g014b2b") and train_args.seed == TrainArguments().seed  # field default
+    # main runs exactly what parse returns
+    seen = []
+    monkeypatch.setattr(cli, "train", lambda *parsed: seen.append(parsed) or {"ok": 1})
+    assert cli.main(argv) == 0 and seen == [(model_args, data_args, train_args)]
+
     json_config = tmp_path / "run.json"
     json_config.write_text(json.dumps({"d_modle": 64}))
-    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['d_modle'\]"):
-        parse_args(["--config", str(json_config)])
-    with pytest.raises(ValueError, match="preset='huge'; allowed: default, g014b2b"):
-        config_defaults("huge")
-    parser, subparsers = cli.build_parser()
-    assert set(subparsers) >= {"train", "evaluate", "predict"}
+    for bad, message in ((["--config", str(json_config)], "unknown argument(s) ['d_modle']"),
+                         (["--preset", "huge"], "preset='huge'; allowed: default, g014b2b")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse(["train", *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_command_parses_its_own_help(capsys):
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse([name, "--help"])
+        assert exit_info.value.code == 0 and capsys.readouterr().out.startswith(f"usage: scratchformer {name}")
+    with pytest.raises(SystemExit):
+        cli.parse(["--help"])
+    listing = capsys.readouterr().out
+    assert all(f"  {name:<10} {command.help}" in listing for name, command in cli.COMMANDS.items())
 
 
 def test_module_entry_point_defaults_to_train(monkeypatch, capsys):

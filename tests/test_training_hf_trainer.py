@@ -7,8 +7,8 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, Trai
 
 from scratchformer.training.args import DataArguments, ModelArguments
 from scratchformer.training.data import Collator, load_task, tokenize, train_tokenizer
-from scratchformer.training.metrics import load_metric
-from scratchformer.training.trainer import build_model, generation_config
+from scratchformer.training.building import build_model, generation_config
+from scratchformer.training.tasks import get_task
 
 MODEL = ModelArguments(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=64, dropout=0.0)
 
@@ -20,7 +20,7 @@ def prepare(tmp_path, task, rows, name="train.tsv"):
     data = load_task(args)
     tokenizer = train_tokenizer(data, args)
     features = tokenize(data, tokenizer, 64, 64, "truncate")
-    model = build_model(task, tokenizer, data.label_list, MODEL)
+    model = build_model(data.task, tokenizer, data.label_list, MODEL)
     return data, tokenizer, features, model
 
 
@@ -50,7 +50,7 @@ def test_seq2seq_trainer_trains_and_generates(tmp_path):
     def compute_metrics(prediction):
         ids = [[t for t in row if t >= 0] for row in prediction.predictions]  # Trainer pads with -100
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return load_metric("g2p").compute(predictions=texts, references=data.raw["validation"]["references"][:])
+        return get_task("g2p").metric().compute(predictions=texts, references=data.raw["validation"]["references"][:])
 
     trainer = Seq2SeqTrainer(model=model, args=trainer_args(Seq2SeqTrainingArguments, tmp_path, predict_with_generate=True),
                              data_collator=Collator(tokenizer.pad_token_id), train_dataset=features["train"],
@@ -66,7 +66,7 @@ def test_seq2seq_trainer_trains_and_generates(tmp_path):
     model.eval()
     with torch.no_grad():
         generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    ours = load_metric("g2p").compute(predictions=tokenizer.batch_decode(generated, skip_special_tokens=True),
+    ours = get_task("g2p").metric().compute(predictions=tokenizer.batch_decode(generated, skip_special_tokens=True),
                                       references=data.raw["validation"]["references"][:])
     assert scores["eval_wer"] == pytest.approx(ours["wer"]) and scores["eval_per"] == pytest.approx(ours["per"])
 
@@ -84,10 +84,10 @@ def test_trainer_trains_classification_heads(tmp_path, task):
     def compute_metrics(prediction):
         best = prediction.predictions.argmax(-1)
         if task == "sequence-classification":
-            return load_metric(task).compute(predictions=best.tolist(), references=prediction.label_ids.tolist())
+            return get_task(task).metric().compute(predictions=best.tolist(), references=prediction.label_ids.tolist())
         keep = prediction.label_ids != -100
         names = data.label_list
-        return load_metric(task).compute(
+        return get_task(task).metric().compute(
             predictions=[[names[p] for p in row[k]] for row, k in zip(best, keep)],
             references=[[names[y] for y in row[k]] for row, k in zip(prediction.label_ids, keep)])
 

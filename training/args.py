@@ -1,7 +1,8 @@
 """Training arguments: three dataclasses read by HfArgumentParser.
 
 Precedence, lowest to highest: field defaults < ``--preset NAME`` < ``--config FILE`` (YAML or JSON, keys = field
-names) < flags on the command line. The resolved arguments are saved with the model as training_args.json.
+names) < flags on the command line. `parse_args` is the one place that applies it; `scratchformer train` calls
+it. The resolved arguments are saved with the model as training_args.json.
 """
 
 import json
@@ -11,9 +12,9 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from .presets import PRESETS
+from .tasks import TASKS, get_task
+from .tokenizers import TOKENIZER_TYPES
 
-TASKS = ("g2p", "translation", "token-classification", "sequence-classification")
-SEQ2SEQ_TASKS = ("g2p", "translation")
 SCHEDULERS = ("noam", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "warmup_stable_decay")
 TOO_LONG = ("truncate", "error")
@@ -154,24 +155,16 @@ def config_defaults(preset: str | None = None, config: str | None = None) -> dic
     return values
 
 
-def add_arguments(parser: HfArgumentParser) -> HfArgumentParser:
-    """Add every dataclass field as a flag (for a parser made elsewhere, e.g. a CLI subcommand)."""
-    for dtype in DATACLASSES:
-        parser._add_dataclass_arguments(dtype)
-        parser.dataclass_types.append(dtype)
-    return parser
+def parse_args(argv=None, prog="scratchformer train") -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    """The flags in `argv`, over the defaults of --preset and --config, over the field defaults.
 
-
-def from_namespace(namespace) -> tuple[ModelArguments, DataArguments, TrainArguments]:
-    values = vars(namespace)
-    return tuple(cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values}) for cls in DATACLASSES)
-
-
-def parse_args(argv=None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
-    """Parse flags, after applying --preset and --config as defaults."""
-    parser = HfArgumentParser(DATACLASSES, prog="scratchformer train")
-    namespace, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**config_defaults(namespace.preset, namespace.config))
+    A bad preset name or config file exits as any bad flag does (argparse's usage line and the message)."""
+    parser = HfArgumentParser(DATACLASSES, prog=prog, description="Train a model, evaluate it on test and save it.")
+    namespace, _ = parser.parse_known_args(argv)  # only --preset and --config matter here
+    try:
+        parser.set_defaults(**config_defaults(namespace.preset, namespace.config))
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     return parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
 
 
@@ -182,13 +175,11 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
         if value not in choices:
             raise ValueError(f"{name}={value!r}; allowed: {', '.join(map(str, choices))}")
 
-    allowed("task", data_args.task, TASKS)
+    task = get_task(data_args.task)
     allowed("lr_scheduler", train_args.lr_scheduler, SCHEDULERS)
     allowed("too_long", data_args.too_long, TOO_LONG)
     allowed("mixed_precision", train_args.mixed_precision, MIXED_PRECISION)
     allowed("attn_implementation", model_args.attn_implementation, ("sdpa", "eager"))
-    from .tokenizers import TOKENIZER_TYPES
-
     allowed("tokenizer_type", data_args.tokenizer_type, TOKENIZER_TYPES)
     for name in ("max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every",
                  "save_every", "log_every"):
@@ -198,13 +189,14 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
         raise ValueError(f"batch_tokens={train_args.batch_tokens}; allowed: an integer >= 1, or 0 to use batch_size")
     if (data_args.source_lang is None) != (data_args.target_lang is None):
         raise ValueError("source_lang and target_lang go together: give both or neither")
-    if data_args.data_dir and data_args.task != "g2p":
-        raise ValueError(f"data_dir is the g2p split folder; for task={data_args.task!r} use train_file/validation_file/test_file")
+    task.check_data_args(data_args)
+    if train_args.metric_for_best is not None:
+        allowed("metric_for_best", train_args.metric_for_best, ("loss", *task.metric.reports))
 
 
 def to_dict(*args) -> dict:
     return {type(a).__name__: asdict(a) for a in args}
 
 
-__all__ = ["DATACLASSES", "DataArguments", "ModelArguments", "SEQ2SEQ_TASKS", "TASKS", "TrainArguments",
-           "add_arguments", "check_args", "config_defaults", "from_namespace", "parse_args", "to_dict"]
+__all__ = ["DATACLASSES", "DataArguments", "ModelArguments", "TrainArguments", "check_args", "config_defaults",
+           "parse_args", "to_dict"]

