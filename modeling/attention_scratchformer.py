@@ -9,7 +9,8 @@ Multi-head: W^q, W^k, W^v are each one d_model x d_model projection whose output
 heads of d_model / h dimensions; the h outputs b^{i,1..h} are concatenated and mixed by W^O (out_proj).
 The projections that read the same input run as one matmul: self-attention's [W^q; W^k; W^v] is
 ``qkv_proj`` (d_model -> 3 d_model), cross-attention's [W^k; W^v] over the encoder output is ``kv_proj``.
-Checkpoints keep BART's separate q_proj / k_proj / v_proj (see ``checkpoint_conversion`` in modeling).
+Checkpoints keep BART's names, separate q_proj / k_proj / v_proj included (the whole on-disk layout:
+``checkpoint_conversion`` in modeling).
 
 Each variant axis is a registry, looked up once when the module is built:
     SCORES       config.attention_score       (q, k) -> A^T

@@ -11,6 +11,7 @@ and an output whose length the model decides (ScratchformerForConditionalGenerat
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
-from transformers.core_model_loading import Concatenate, WeightConverter
+from transformers.core_model_loading import Concatenate, WeightConverter, WeightRenaming
 from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -177,15 +178,30 @@ class ScratchformerDecoderLayer(GradientCheckpointingLayer):
 
 
 def checkpoint_conversion(*attentions):
-    """Checkpoint layout <-> module layout. Files keep BART's separate q_proj / k_proj / v_proj; in memory
-    the projections that read the same input are one fused Linear (one matmul instead of three):
-    self_attn.{q,k,v}_proj -> self_attn.qkv_proj, encoder_attn.{k,v}_proj -> encoder_attn.kv_proj.
-    from_pretrained concatenates along the output dim; save_pretrained splits back (transformers runs
-    each conversion in reverse when saving). ``attentions``: the attention sublayers of one stack."""
+    """Checkpoint layout (BART's names) <-> module layout, for the layers of one stack; ``attentions``: its
+    attention sublayers ("self_attn", and "encoder_attn" in the decoder). Keys under ``layers.N.``:
+
+        on disk (BART)                         in memory
+        {sublayer}_layer_norm.{weight,bias}    {sublayer}_norm.layer_norm.*   (sublayer: each attention, "final")
+        fc1.*, fc2.*                           ffn.fc1.*, ffn.fc2.*
+        self_attn.{q,k,v}_proj.*               self_attn.qkv_proj.*           rows [W^q; W^k; W^v]
+        encoder_attn.{k,v}_proj.*              encoder_attn.kv_proj.*         rows [W^k; W^v]
+
+    Every other key has the same name in both. The norms and the FFN are renamings; the fused projections are
+    converters: from_pretrained concatenates along the output dim, save_pretrained splits back (transformers
+    runs every transform in reverse when saving). A renaming matches only a name right after the layer index:
+    keys already in the memory layout (``layers.N.ffn.fc1``, from ``save_pretrained(save_original_format=False)``)
+    match none, load unchanged and save back in that layout whole (transformers reverts only what matched)."""
+    renamed = {f"{sublayer}_layer_norm": f"{sublayer}_norm.layer_norm" for sublayer in (*attentions, "final")}
+    renamed |= {fc: f"ffn.{fc}" for fc in ("fc1", "fc2")}
+    renamings = [WeightRenaming(source_patterns=r"(?<=\d)" + re.escape(f".{disk}."),  # right after layers.N
+                                target_patterns=re.escape(f".{memory}."))
+                 for disk, memory in renamed.items()]
     fused = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "encoder_attn": ("kv_proj", ("k_proj", "v_proj"))}
-    return [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in fused[module][1]],
-                            target_patterns=f"{module}.{fused[module][0]}.{tensor}", operations=[Concatenate(dim=0)])
-            for module in attentions for tensor in ("weight", "bias")]
+    converters = [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in fused[module][1]],
+                                  target_patterns=f"{module}.{fused[module][0]}.{tensor}", operations=[Concatenate(dim=0)])
+                  for module in attentions for tensor in ("weight", "bias")]
+    return renamings + converters
 
 
 class ScratchformerPreTrainedModel(PreTrainedModel):
