@@ -8,12 +8,7 @@ import math
 import pytest
 import torch
 
-from scratchformer import ScratchformerForConditionalGeneration
-from scratchformer.modeling.attention_scratchformer import (
-    ATTENTION_CLASSES,
-    LinearAttentionState,
-    ScratchformerLinearAttention,
-)
+from scratchformer.modeling.attention_scratchformer import LinearAttentionState, ScratchformerWindowAttention
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.masks_scratchformer import BandMask, keep_mask
 from scratchformer.modeling.positions_scratchformer import sinusoid_table
@@ -21,7 +16,7 @@ from scratchformer.modeling.positions_scratchformer import sinusoid_table
 from model_tester import ModelTester
 
 tester = ModelTester()
-D, H = 16, 4
+D, H = tester.d_model, tester.num_heads
 
 
 def project(module, x, source):
@@ -74,12 +69,8 @@ NORMALIZE = {
 @pytest.mark.parametrize("pattern,window,causal", [("full", None, False), ("full", None, True),
                                                     ("window", 1, False), ("window", 2, True)])
 def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, window, causal):
-    config = tester.get_config(attention_score=score, attention_normalizer=normalizer, attention_pattern=pattern,
-                               attention_window=window, init_std=0.3)
-    config._attn_implementation = "eager"
-    module = ATTENTION_CLASSES[pattern](config, H, is_causal=causal, layer_idx=0)
-    for parameter in module.parameters():
-        torch.nn.init.normal_(parameter, std=0.3)
+    module = tester.build_attention(pattern, causal=causal, std=0.3, attention_score=score,
+                                    attention_normalizer=normalizer, attention_window=window, init_std=0.3)
     x = torch.randn(2, 6, D)
     padding = torch.ones(2, 6, dtype=torch.long)
     padding[1, 4:] = 0
@@ -104,22 +95,25 @@ def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, win
                                                               ("dot", "sigmoid", "eager")])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n", [12, 13])  # n > 3w: the blocked path; w divides 12, 13 leaves a ragged last block
-def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal, n):
+def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal, n,
+                                                                    monkeypatch):
     """The O(n w) blocked kernel == the dense n x n band mask == the per-query loop, outputs and gradients."""
     w = 2
-    config = tester.get_config(attention_score=score, attention_normalizer=normalizer, attention_pattern="window",
-                               attention_window=w)
-    config._attn_implementation = implementation
-    module = ATTENTION_CLASSES["window"](config, H, is_causal=causal, layer_idx=0)
-    for parameter in module.parameters():
-        torch.nn.init.normal_(parameter, std=0.3)
+    module = tester.build_attention("window", causal=causal, implementation=implementation, std=0.3,
+                                    attention_score=score, attention_normalizer=normalizer, attention_window=w)
+    spans = []  # the blocked path cuts the keys and the values into spans: count its calls
+    key_spans = ScratchformerWindowAttention.key_spans
+    monkeypatch.setattr(ScratchformerWindowAttention, "key_spans",
+                        staticmethod(lambda *args: spans.append(args[1:]) or key_spans(*args)))
     x = torch.randn(2, n, D, requires_grad=True)
     padding = torch.ones(2, n, dtype=torch.long)
     padding[1, 9:] = 0
     positions = torch.arange(n)
     blocked, no_weights = module(x, attention_mask=BandMask(positions, positions, w, causal, padding))
+    span, blocks = (2 if causal else 3) * w, math.ceil(n / w)
+    assert spans == [(w, span, blocks, n)] * 2 and no_weights is None  # the blocked path ran: keys, values
     dense, _ = module(x, attention_mask=keep_mask(positions, positions, causal=causal, window=w, key_padding=padding))
-    assert no_weights is None  # the blocked path ran (the dense one returns weights)
+    assert len(spans) == 2  # the dense path did not cut spans
     real = padding.bool()
     torch.testing.assert_close(blocked[real], dense[real], atol=1e-5, rtol=1e-4)
     (grad_blocked,) = torch.autograd.grad(blocked[real].sum(), x)
@@ -141,7 +135,7 @@ def test_sdpa_kernel_equals_transformers_sdpa(case):
 
     from scratchformer.modeling.attention_scratchformer import sdpa_attention
 
-    module = ATTENTION_CLASSES["full"](tester.get_config(), H, is_causal=case in ("causal", "decoding step"))
+    module = tester.build_attention(causal=case in ("causal", "decoding step"))
     query = torch.randn(2, H, 1 if case == "decoding step" else 6, D // H)
     key, value = torch.randn(2, H, 6, D // H), torch.randn(2, H, 6, D // H)
     mask = None
@@ -165,22 +159,21 @@ def test_a_kernel_registered_with_transformers_is_used():
         return ALL_ATTENTION_FUNCTIONS["sdpa"](module, *args, **kwargs)
 
     AttentionInterface.register("counting_sdpa", counting_sdpa)
-    config = tester.get_config()
-    model = ScratchformerForConditionalGeneration._from_config(config, attn_implementation="counting_sdpa").eval()
-    reference = ScratchformerForConditionalGeneration._from_config(tester.get_config(), attn_implementation="eager")
-    reference.eval()
+    model = tester.build(attn_implementation="counting_sdpa")
+    reference = tester.build(attn_implementation="eager")
     reference.load_state_dict(model.state_dict())
+    config = model.config
     inputs = tester.prepare_inputs(config)
     with torch.no_grad():
         got, expected = model(**inputs).logits, reference(**inputs).logits
-    assert len(calls) == config.encoder_layers + 2 * config.decoder_layers
+    # every attention call, in order: the encoder's self-attention layers, then each decoder layer's self-
+    # and cross-attention
+    assert calls == list(range(config.encoder_layers)) + [i for i in range(config.decoder_layers) for _ in "sc"]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_cross_attention_matches_the_formula_loop():
-    config = tester.get_config()
-    config._attn_implementation = "eager"
-    module = ATTENTION_CLASSES["full"](config, H, is_cross_attention=True, layer_idx=0)
+    module = tester.build_attention(cross=True)
     x, encoder = torch.randn(2, 3, D), torch.randn(2, 5, D)
     padding = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     with torch.no_grad():
@@ -199,8 +192,7 @@ def phi(x):
 def test_linear_attention_matches_the_formula_loop(causal, output_attentions):
     """O_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j)  (Katharopoulos et al. 2020, eq. 4),
     outputs and gradients; asking for the weights (the parallel form) changes neither."""
-    config = tester.get_config(attention_pattern="linear")
-    module = ScratchformerLinearAttention(config, H, is_causal=causal, layer_idx=0)
+    module = tester.build_attention("linear", causal=causal)
     x = torch.randn(2, 6, D, requires_grad=True)
     padding = torch.ones(2, 6, dtype=torch.long)
     padding[1, 4:] = 0
@@ -210,12 +202,15 @@ def test_linear_attention_matches_the_formula_loop(causal, output_attentions):
     d = D // H
     q, k, v = project(module, x, x)
     out = torch.zeros(2, 6, H, d)
+    expected_weights = torch.zeros(2, H, 6, 6)  # A'[b, h, i, j]; 0 for the keys query i does not see
     for b in range(2):
         for h in range(H):
             for i in range(6):
                 keys = [j for j in range(6) if padding[b, j] and (not causal or j <= i)]
                 sims = [phi(q[b, i, h]) @ phi(k[b, j, h]) for j in keys]
                 out[b, i, h] = sum(s * v[b, j, h] for s, j in zip(sims, keys)) / sum(sims)
+                for s, j in zip(sims, keys):
+                    expected_weights[b, h, i, j] = (s / sum(sims)).detach()
     expected = module.out_proj(out.reshape(2, 6, D))
     real = padding.bool()
     torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-4)
@@ -223,17 +218,16 @@ def test_linear_attention_matches_the_formula_loop(causal, output_attentions):
     grads = [torch.autograd.grad((y[real] * probe).sum(), [x, module.qkv_proj.weight]) for y in (got, expected)]
     for grad_got, grad_expected in zip(*grads):
         torch.testing.assert_close(grad_got, grad_expected, atol=1e-5, rtol=1e-4)
-    if output_attentions:  # A'[b, h, i, j] = phi(q_i).phi(k_j) / sum_j': rows sum to 1 over the visible keys
-        assert weights.shape == (2, H, 6, 6)
-        torch.testing.assert_close(weights.sum(-1)[:, :, real[1]], torch.ones(2, H, 4), atol=1e-5, rtol=1e-4)
+    if output_attentions:  # A'[b, h, i, j] = phi(q_i).phi(k_j) / sum_j' over the visible keys j'
+        torch.testing.assert_close(weights.detach(), expected_weights, atol=1e-5, rtol=1e-4)
     else:
         assert weights is None
 
 
 def test_linear_attention_recurrent_form_equals_parallel_form():
-    """Decoding token by token with only the state (S, z) == the parallel causal form over the whole sequence."""
-    config = tester.get_config(attention_pattern="linear")
-    module = ScratchformerLinearAttention(config, H, is_causal=True, layer_idx=0)
+    """Decoding token by token with only the state (S, z) == the parallel causal form over the whole sequence;
+    the state is S = sum_t phi(k_t) v_t^T, z = sum_t phi(k_t) over the 8 tokens."""
+    module = tester.build_attention("linear", causal=True)
     x = torch.randn(2, 8, D)
     from transformers import DynamicCache
 
@@ -244,17 +238,25 @@ def test_linear_attention_recurrent_form_equals_parallel_form():
     torch.testing.assert_close(torch.cat(steps, 1), parallel, atol=1e-5, rtol=1e-4)
     state = cache.layers[0]
     assert isinstance(state, LinearAttentionState) and state.get_seq_length() == 8
-    assert state.keys.shape == (2, H, D // H, D // H)  # constant size, whatever the length
+    with torch.no_grad():
+        _, k, v = project(module, x, x)  # (b, t, h, d)
+    S = torch.einsum("bthd,bthe->bhde", phi(k), v)  # sum_t phi(k_t) v_t^T, (b, h, d, d): constant size
+    z = phi(k).sum(1)[:, :, None]  # sum_t phi(k_t), (b, h, 1, d)
+    torch.testing.assert_close(state.keys, S, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(state.values, z, atol=1e-5, rtol=1e-4)
 
 
 def test_linear_attention_decoding_state_does_not_grow():
-    model = ScratchformerForConditionalGeneration(tester.get_config(attention_pattern="linear")).eval()
+    """After 9 generated tokens each decoder layer holds S (b, h, d, d) and z (b, h, 1, d), nothing per token."""
+    model = tester.build(attention_pattern="linear")
     inputs = tester.prepare_inputs(model.config)
     out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=9,
                          min_new_tokens=9, return_dict_in_generate=True)
     cache = getattr(out, CACHE_FIELD)
-    sizes = {layer.keys.numel() + layer.values.numel() for layer in cache.self_attention_cache.layers}
-    assert len(sizes) == 1 and cache.get_seq_length() == 9  # S and z only, whatever the length
+    b, d = tester.batch_size, D // H
+    shapes = [(tuple(layer.keys.shape), tuple(layer.values.shape)) for layer in cache.self_attention_cache.layers]
+    assert shapes == [((b, H, d, d), (b, H, 1, d))] * model.config.decoder_layers
+    assert cache.get_seq_length() == 9
 
 
 def test_sinusoid_table_is_the_papers_formula():
@@ -280,4 +282,15 @@ def test_rotary_scores_depend_on_relative_position_only():
             k[None, None, None], cos_j, sin_j).flatten()
 
     assert score(3, 1).item() == pytest.approx(score(12, 10).item(), abs=1e-4)
-    assert score(3, 1).item() != pytest.approx(score(3, 2).item(), abs=1e-4)
+
+    def by_hand(i, j):
+        """RoPE as complex numbers (Su et al. 2021, section 3.4.1): the pairs (x_k, x_{k + d/2}) ("rotate
+        half") are z_k = x_k + i x_{k + d/2}, each turned by pos * theta_k with theta_k = base^(-2k/d), so the
+        score is Re sum_k q_k conj(k_k) e^{i (i - j) theta_k}."""
+        half = D // H // 2
+        theta = rotary.theta ** (-torch.arange(half, dtype=torch.float64) * 2 / (D // H))
+        q_c, k_c = (torch.complex(x[:half].double(), x[half:].double()) for x in (q, k))
+        return (q_c * k_c.conj() * torch.exp(1j * (i - j) * theta)).sum().real.item()
+
+    for i, j in ((0, 0), (3, 1), (3, 2), (1, 3), (12, 10), (7, 0)):
+        assert score(i, j).item() == pytest.approx(by_hand(i, j), abs=1e-4), (i, j)

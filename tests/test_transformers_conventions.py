@@ -6,24 +6,18 @@ import pytest
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
-from scratchformer import ScratchformerForConditionalGeneration
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.modeling_scratchformer import BaseModelOutput
 
-from model_tester import VARIANT_IDS, VARIANTS, ModelTester
+from model_tester import GREEDY, VARIANT_IDS, VARIANTS, ModelTester
 
-tester = ModelTester()
-
-
-def build(**overrides):
-    torch.manual_seed(0)
-    return ScratchformerForConditionalGeneration(tester.get_config(**overrides)).eval()
+tester = ModelTester(attn_implementation="sdpa")  # what ScratchformerForConditionalGeneration(config) picks
 
 
 @pytest.mark.parametrize("scale_embedding", [True, False])
 def test_inputs_embeds_equal_input_ids(scale_embedding):
     """inputs_embeds = get_input_embeddings()(ids) gives the output of input_ids: the sqrt(d) scale is in there."""
-    model = build(scale_embedding=scale_embedding)
+    model = tester.build(scale_embedding=scale_embedding)
     inputs = tester.prepare_inputs(model.config)
     embed = model.get_input_embeddings()
     with torch.no_grad():
@@ -34,13 +28,13 @@ def test_inputs_embeds_equal_input_ids(scale_embedding):
 
 
 def test_output_embeddings_are_the_lm_head():
-    model = build()
+    model = tester.build()
     assert model.get_output_embeddings() is model.lm_head
     assert model.get_input_embeddings() is model.model.shared
 
 
 def test_precomputed_encoder_outputs_are_used_as_is():
-    model = build()
+    model = tester.build()
     inputs = tester.prepare_inputs(model.config)
     with torch.no_grad():
         full = model(**inputs).logits
@@ -60,7 +54,7 @@ def test_precomputed_encoder_outputs_are_used_as_is():
 def test_forward_step_by_step_with_cache_equals_one_full_forward(variant, name):
     """Feeding decoder tokens one at a time with the cache, under either of its names, gives the logits of
     one causal pass; the output returns it under the running release's name."""
-    model = build(**variant)
+    model = tester.build(**variant)
     inputs = tester.prepare_inputs(model.config)
     with torch.no_grad():
         full = model(**inputs, use_cache=False).logits
@@ -82,45 +76,56 @@ def test_forward_step_by_step_with_cache_equals_one_full_forward(variant, name):
 
 def test_hidden_states_and_attentions_are_returned_when_set_in_the_config():
     """Flags in the config give what the same flags give at call time, with the same weights."""
-    model = build(output_hidden_states=True, output_attentions=True)
-    plain = build()
+    model = tester.build(output_hidden_states=True, output_attentions=True)
+    plain = tester.build()
     inputs = tester.prepare_inputs(model.config)
     with torch.no_grad():
         out = model(**inputs)
         asked = plain(**inputs, output_hidden_states=True, output_attentions=True)
         silent = plain(**inputs)
     assert silent.encoder_hidden_states is None and silent.cross_attentions is None
-    assert len(out.encoder_hidden_states) == model.config.encoder_layers + 1
-    assert len(out.decoder_attentions) == len(out.cross_attentions) == model.config.decoder_layers
     for key in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions",
                 "cross_attentions"):
         for got, expected in zip(out[key], asked[key], strict=True):
             torch.testing.assert_close(got, expected, msg=key)
-    torch.testing.assert_close(out.encoder_hidden_states[-1], out.encoder_last_hidden_state)
-    b, h, i, j = tester.batch_size, model.config.decoder_attention_heads, tester.tgt_len, tester.src_len
-    assert out.cross_attentions[0].shape == (b, h, i, j)
+    tester.create_and_check_model_outputs(model, inputs, ask=False)  # every shape, from the config's flags alone
 
 
 def test_hidden_states_keep_gradients():
-    """The returned hidden states are the graph's own tensors: the gradient reaching the first one equals
-    the gradient with respect to inputs_embeds (hidden_states[0] = inputs_embeds + positions)."""
-    model = build(dropout=0.0).train()
+    """The returned hidden states and attention weights are the graph's own tensors: the gradient reaching the
+    first hidden state equals the gradient with respect to inputs_embeds (hidden_states[0] = inputs_embeds +
+    positions), and the one reaching the first cross-attention weights A' is dL/dA'[i, j] = dL/do_i . v_j, from
+    the gradient of that sublayer's output o = A' V (before W^O) and its values V = W^v (encoder output)."""
+    model = tester.build(dropout=0.0).train()
     inputs = tester.prepare_inputs(model.config)
-    out = model(**inputs, output_hidden_states=True, output_attentions=True)
-    out.encoder_hidden_states[0].retain_grad()
-    out.cross_attentions[0].retain_grad()
+    cross = model.model.decoder.layers[0].encoder_attn
+    captured = []
+    hook = cross.out_proj.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+    try:
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    finally:
+        hook.remove()
+    (context,) = captured  # o before W^O, (b, i, h * d): the heads side by side
+    for tensor in (out.encoder_hidden_states[0], out.cross_attentions[0], context):
+        tensor.retain_grad()
     out.logits.sum().backward()
     embeds = model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_()
     reference = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
                       decoder_input_ids=inputs["decoder_input_ids"]).logits.sum()
     (expected,) = torch.autograd.grad(reference, embeds)
     torch.testing.assert_close(out.encoder_hidden_states[0].grad, expected)
-    assert out.cross_attentions[0].grad.abs().sum() > 0  # the weights are in the graph, not a detached copy
+    b, i, h = context.shape[0], context.shape[1], model.config.decoder_attention_heads
+    with torch.no_grad():
+        values = cross.kv_proj(out.encoder_last_hidden_state).chunk(2, -1)[1]  # (b, j, h * d)
+        values = values.view(b, values.shape[1], h, -1)
+        grad_weights = torch.einsum("bihd,bjhd->bhij", context.grad.view(b, i, h, -1), values)
+    torch.testing.assert_close(out.cross_attentions[0].grad, grad_weights, atol=1e-5, rtol=1e-4)
 
 
 def test_different_encoder_and_decoder_depths_generate_with_cache():
-    model = build(encoder_layers=1, decoder_layers=3, encoder_attention_heads=2)
+    """1 encoder layer, 3 decoder layers (3 self- and 3 cross-attention cache layers): generate() and a chunked
+    forward through the cache give what recomputing without it gives."""
+    model = tester.build(encoder_layers=1, decoder_layers=3, encoder_attention_heads=2)
     inputs = tester.prepare_inputs(model.config)
-    kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=4,
-                  min_new_tokens=4)
-    assert torch.equal(model.generate(**kwargs), model.generate(**kwargs, use_cache=False))
+    tester.create_and_check_generate_with_cache_equals_without(model, inputs, new_tokens=4, modes=(GREEDY,))
+    tester.create_and_check_decoder_model_past_large_inputs(model, inputs)
