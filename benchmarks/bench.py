@@ -64,9 +64,18 @@ REFERENCE = "bart-sdpa"
 
 def scratchformer_kwargs(args, **overrides):
     return dict(
-        vocab_size=args.vocab, d_model=args.d_model, encoder_layers=args.layers, decoder_layers=args.layers,
-        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads, encoder_ffn_dim=args.ffn,
-        decoder_ffn_dim=args.ffn, dropout=0.1, max_position_embeddings=args.max_positions, **overrides)
+        vocab_size=args.vocab,
+        d_model=args.d_model,
+        encoder_layers=args.layers,
+        decoder_layers=args.layers,
+        encoder_attention_heads=args.heads,
+        decoder_attention_heads=args.heads,
+        encoder_ffn_dim=args.ffn,
+        decoder_ffn_dim=args.ffn,
+        dropout=0.1,
+        max_position_embeddings=args.max_positions,
+        **overrides,
+    )
 
 
 def scratchformer_config(args, **overrides):
@@ -74,18 +83,35 @@ def scratchformer_config(args, **overrides):
 
 
 def build_scratchformer(args, implementation, **overrides):
-    return ScratchformerForConditionalGeneration._from_config(scratchformer_config(args, **overrides),
-                                                              attn_implementation=implementation)
+    return ScratchformerForConditionalGeneration._from_config(
+        scratchformer_config(args, **overrides), attn_implementation=implementation
+    )
 
 
 def build_bart(args, implementation):
     config = BartConfig(
-        vocab_size=args.vocab, d_model=args.d_model, encoder_layers=args.layers, decoder_layers=args.layers,
-        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads, encoder_ffn_dim=args.ffn,
-        decoder_ffn_dim=args.ffn, activation_function="relu", dropout=0.1, attention_dropout=0.0,
-        activation_dropout=0.0, max_position_embeddings=args.max_positions, scale_embedding=True,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, forced_bos_token_id=None,
-        forced_eos_token_id=None, tie_word_embeddings=True)
+        vocab_size=args.vocab,
+        d_model=args.d_model,
+        encoder_layers=args.layers,
+        decoder_layers=args.layers,
+        encoder_attention_heads=args.heads,
+        decoder_attention_heads=args.heads,
+        encoder_ffn_dim=args.ffn,
+        decoder_ffn_dim=args.ffn,
+        activation_function="relu",
+        dropout=0.1,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=args.max_positions,
+        scale_embedding=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+        tie_word_embeddings=True,
+    )
     return BartForConditionalGeneration._from_config(config, attn_implementation=implementation)
 
 
@@ -99,8 +125,9 @@ class TorchTransformerSeq2Seq(nn.Module):
 
         self.embed = nn.Embedding(args.vocab, args.d_model, padding_idx=0)
         self.register_buffer("positions", sinusoid_table(args.max_positions, args.d_model), persistent=False)
-        self.transformer = nn.Transformer(args.d_model, args.heads, args.layers, args.layers, args.ffn, dropout=0.1,
-                                          batch_first=True)
+        self.transformer = nn.Transformer(
+            args.d_model, args.heads, args.layers, args.layers, args.ffn, dropout=0.1, batch_first=True
+        )
         self.lm_head = nn.Linear(args.d_model, args.vocab, bias=False)
         self.lm_head.weight = self.embed.weight
         self.scale = math.sqrt(args.d_model)
@@ -111,11 +138,13 @@ class TorchTransformerSeq2Seq(nn.Module):
     def forward(self, input_ids, decoder_input_ids, labels=None, **kwargs):
         n = decoder_input_ids.shape[1]
         causal = nn.Transformer.generate_square_subsequent_mask(n, device=input_ids.device)
-        hidden = self.transformer(self.embed_tokens(input_ids), self.embed_tokens(decoder_input_ids),
-                                  tgt_mask=causal, tgt_is_causal=True)
+        hidden = self.transformer(
+            self.embed_tokens(input_ids), self.embed_tokens(decoder_input_ids), tgt_mask=causal, tgt_is_causal=True
+        )
         logits = self.lm_head(hidden)
-        loss = None if labels is None else nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]),
-                                                                       labels.view(-1))
+        loss = (
+            None if labels is None else nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+        )
         return loss, logits
 
 
@@ -212,10 +241,14 @@ def training(args, models):
     tokens = args.batch * args.tgt_len
     rows = {}
     for name in models:
-        rows[name] = {"step_s": median[name], "target_tokens_per_s": tokens / median[name],
-                      "flops_per_step": flops[name], "flops_per_s": flops[name] / median[name],
-                      "mfu": flops[name] / median[name] / ceiling["flops_per_s"],
-                      "vs_bart_sdpa": median[REFERENCE] / median[name]}
+        rows[name] = {
+            "step_s": median[name],
+            "target_tokens_per_s": tokens / median[name],
+            "flops_per_step": flops[name],
+            "flops_per_s": flops[name] / median[name],
+            "mfu": flops[name] / median[name] / ceiling["flops_per_s"],
+            "vs_bart_sdpa": median[REFERENCE] / median[name],
+        }
     return ceiling, rows
 
 
@@ -224,11 +257,15 @@ def dropout_cost(args):
     model's ``dropout`` against torch's F.dropout, the 17 calls of a training step being 12% of it with
     the latter on this CPU."""
     x = torch.randn(args.batch, args.tgt_len, args.d_model, requires_grad=True)
-    fns = {"F.dropout": lambda: F.dropout(x, 0.1, training=True).sum().backward(),
-           "scratchformer dropout": lambda: scratchformer_dropout(x, 0.1).sum().backward()}
+    fns = {
+        "F.dropout": lambda: F.dropout(x, 0.1, training=True).sum().backward(),
+        "scratchformer dropout": lambda: scratchformer_dropout(x, 0.1).sum().backward(),
+    }
     median, _ = interleaved(fns, args.rounds * 3, args.warmup)
-    return {**{name: {"ms": 1e3 * seconds} for name, seconds in median.items()},
-            "speedup": median["F.dropout"] / median["scratchformer dropout"]}
+    return {
+        **{name: {"ms": 1e3 * seconds} for name, seconds in median.items()},
+        "speedup": median["F.dropout"] / median["scratchformer dropout"],
+    }
 
 
 def inference(args, models):
@@ -239,8 +276,9 @@ def inference(args, models):
         fns[name] = lambda model=model: model(input_ids=x, decoder_input_ids=y_in)
     with torch.no_grad():
         median, _ = interleaved(fns, args.rounds, args.warmup)
-    return {name: {"latency_ms": 1e3 * median[name], "vs_bart_sdpa": median[REFERENCE] / median[name]}
-            for name in models}
+    return {
+        name: {"latency_ms": 1e3 * median[name], "vs_bart_sdpa": median[REFERENCE] / median[name]} for name in models
+    }
 
 
 def greedy_forward_loop(model, input_ids, new_tokens):
@@ -272,21 +310,31 @@ def generation(args, models):
             if not hasattr(model, "generate"):
                 continue
             model.eval()
-            fns[name] = lambda model=model: model.generate(
-                input_ids=x, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                num_beams=1, use_cache=True)
+            fns[name] = lambda model=model, x=x: model.generate(
+                input_ids=x,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+            )
             fns[name + " loop"] = greedy_forward_loop(model, x, args.new_tokens)
         with torch.no_grad():
             lengths = {name: fn().shape[1] for name, fn in fns.items() if not name.endswith(" loop")}
             median, _ = interleaved(fns, args.rounds, args.warmup)
         tokens = batch * args.new_tokens
         result[f"batch_{batch}"] = {
-            name: {"seconds": median[name], "tokens_per_s": tokens / median[name],
-                   "ms_per_step": 1e3 * median[name] / args.new_tokens, "output_length": lengths[name],
-                   "vs_bart_sdpa": median[REFERENCE] / median[name],
-                   "forward_loop_ms_per_step": 1e3 * median[name + " loop"] / args.new_tokens,
-                   "forward_loop_vs_bart_sdpa": median[REFERENCE + " loop"] / median[name + " loop"]}
-            for name in lengths}
+            name: {
+                "seconds": median[name],
+                "tokens_per_s": tokens / median[name],
+                "ms_per_step": 1e3 * median[name] / args.new_tokens,
+                "output_length": lengths[name],
+                "vs_bart_sdpa": median[REFERENCE] / median[name],
+                "forward_loop_ms_per_step": 1e3 * median[name + " loop"] / args.new_tokens,
+                "forward_loop_vs_bart_sdpa": median[REFERENCE + " loop"] / median[name + " loop"],
+            }
+            for name in lengths
+        }
     return result
 
 
@@ -303,17 +351,23 @@ def decode_cost(args):
             encoder_outputs = model.get_encoder()(input_ids=x)
             for position in positions:
                 prefix = torch.randint(4, args.vocab, (1, position))
-                past = getattr(model(encoder_outputs=encoder_outputs, decoder_input_ids=prefix, use_cache=True), CACHE_FIELD)
+                past = getattr(
+                    model(encoder_outputs=encoder_outputs, decoder_input_ids=prefix, use_cache=True), CACHE_FIELD
+                )
                 token = prefix[:, -1:]
-                fns[position] = lambda past=past, token=token: model(
-                    encoder_outputs=encoder_outputs, decoder_input_ids=token, **cache_field(past), use_cache=True)
+                fns[position] = lambda past=past, token=token, model=model, encoder_outputs=encoder_outputs: model(
+                    encoder_outputs=encoder_outputs, decoder_input_ids=token, **cache_field(past), use_cache=True
+                )
             median, _ = interleaved(fns, args.rounds * 2, args.warmup)
         result[pattern] = {str(p): 1e3 * median[p] for p in positions}
     return result
 
 
-LONG_PATTERNS = {"full": {}, "window": {"attention_pattern": "window", "attention_window": None},
-                 "linear": {"attention_pattern": "linear"}}
+LONG_PATTERNS = {
+    "full": {},
+    "window": {"attention_pattern": "window", "attention_window": None},
+    "linear": {"attention_pattern": "linear"},
+}
 
 
 def long_overrides(pattern, args):
@@ -330,26 +384,37 @@ def long_kwargs(args, pattern):
 
 def encoder_for(args, pattern, length):
     torch.manual_seed(0)
-    model = ScratchformerForConditionalGeneration._from_config(ScratchformerConfig(**long_kwargs(args, pattern)),
-                                                               attn_implementation="sdpa").eval()
+    model = ScratchformerForConditionalGeneration._from_config(
+        ScratchformerConfig(**long_kwargs(args, pattern)), attn_implementation="sdpa"
+    ).eval()
     return model.get_encoder(), torch.randint(4, args.vocab, (1, length))
 
 
 def peak_mib(server, args, pattern, length, part):
     """Median over --memory-repeats fresh-process measurements (one alone spreads by about +-0.1 MiB)."""
-    answers = [server.measure(long_kwargs(args, pattern), length, torch.get_num_threads(), part=part)
-               for _ in range(args.memory_repeats)]
-    return {"peak_mib": statistics.median(a["peak_mib"] for a in answers),
-            "hwm_reset": all(a["hwm_reset"] for a in answers)}
+    answers = [
+        server.measure(long_kwargs(args, pattern), length, torch.get_num_threads(), part=part)
+        for _ in range(args.memory_repeats)
+    ]
+    return {
+        "peak_mib": statistics.median(a["peak_mib"] for a in answers),
+        "hwm_reset": all(a["hwm_reset"] for a in answers),
+    }
 
 
 def long_inputs(args):
     result = {pattern: {} for pattern in LONG_PATTERNS}
     with PeakMemoryServer() as server:
-        memory = {(pattern, length): peak_mib(server, args, pattern, length, "encoder")
-                  for length in args.long_lengths for pattern in LONG_PATTERNS}
-        attention = {(pattern, length): peak_mib(server, args, pattern, length, "attention")["peak_mib"]
-                     for length in args.long_lengths for pattern in LONG_PATTERNS}
+        memory = {
+            (pattern, length): peak_mib(server, args, pattern, length, "encoder")
+            for length in args.long_lengths
+            for pattern in LONG_PATTERNS
+        }
+        attention = {
+            (pattern, length): peak_mib(server, args, pattern, length, "attention")["peak_mib"]
+            for length in args.long_lengths
+            for pattern in LONG_PATTERNS
+        }
     for length in args.long_lengths:
         fns = {}
         with torch.no_grad():
@@ -358,21 +423,29 @@ def long_inputs(args):
                 fns[pattern] = lambda encoder=encoder, ids=ids: encoder(input_ids=ids)
             median, _ = interleaved(fns, args.long_rounds, 1)
         for pattern in LONG_PATTERNS:
-            result[pattern][str(length)] = {"forward_ms": 1e3 * median[pattern], **memory[pattern, length],
-                                            "attention_peak_mib": attention[pattern, length]}
-    for pattern, rows in result.items():
+            result[pattern][str(length)] = {
+                "forward_ms": 1e3 * median[pattern],
+                **memory[pattern, length],
+                "attention_peak_mib": attention[pattern, length],
+            }
+    for rows in result.values():
         first, last = str(args.long_lengths[0]), str(args.long_lengths[-1])
         rows["growth"] = {
-            "lengths": [int(first), int(last)], "length_ratio": int(last) / int(first),
+            "lengths": [int(first), int(last)],
+            "length_ratio": int(last) / int(first),
             "time_ratio": rows[last]["forward_ms"] / rows[first]["forward_ms"],
             "memory_ratio": rows[last]["peak_mib"] / max(rows[first]["peak_mib"], 1e-3),
-            "attention_memory_ratio": rows[last]["attention_peak_mib"] / max(rows[first]["attention_peak_mib"], 1e-3)}
+            "attention_memory_ratio": rows[last]["attention_peak_mib"] / max(rows[first]["attention_peak_mib"], 1e-3),
+        }
     last = str(args.long_lengths[-1])
     result["linear_vs_full_at_longest"] = {
-        "length": int(last), "speedup": result["full"][last]["forward_ms"] / result["linear"][last]["forward_ms"],
+        "length": int(last),
+        "speedup": result["full"][last]["forward_ms"] / result["linear"][last]["forward_ms"],
         "memory_ratio": result["linear"][last]["peak_mib"] / max(result["full"][last]["peak_mib"], 1e-3),
-        "attention_memory_ratio": (result["linear"][last]["attention_peak_mib"]
-                                   / max(result["full"][last]["attention_peak_mib"], 1e-3))}
+        "attention_memory_ratio": (
+            result["linear"][last]["attention_peak_mib"] / max(result["full"][last]["attention_peak_mib"], 1e-3)
+        ),
+    }
     return result
 
 
@@ -391,12 +464,20 @@ def compile_speedup(args):
         got = compiled(input_ids=x, decoder_input_ids=y_in).logits
         compile_s = time.perf_counter() - start
         max_diff = (got - expected).abs().max().item()
-        fns = {"eager": lambda: plain(input_ids=x, decoder_input_ids=y_in),
-               "compiled": lambda: compiled(input_ids=x, decoder_input_ids=y_in)}
+        fns = {
+            "eager": lambda: plain(input_ids=x, decoder_input_ids=y_in),
+            "compiled": lambda: compiled(input_ids=x, decoder_input_ids=y_in),
+        }
         median, _ = interleaved(fns, args.rounds, args.warmup)
-    result = {"inference": {"eager_ms": 1e3 * median["eager"], "compiled_ms": 1e3 * median["compiled"],
-                            "speedup": median["eager"] / median["compiled"], "compile_s": compile_s,
-                            "max_abs_diff": max_diff}}
+    result = {
+        "inference": {
+            "eager_ms": 1e3 * median["eager"],
+            "compiled_ms": 1e3 * median["compiled"],
+            "speedup": median["eager"] / median["compiled"],
+            "compile_s": compile_s,
+            "max_abs_diff": max_diff,
+        }
+    }
     steps = {}
     for name, model in (("eager", plain), ("compiled", compiled)):
         steps[name] = train_step(model, x, y_in, y)
@@ -404,8 +485,12 @@ def compile_speedup(args):
     steps["compiled"]()
     compile_s = time.perf_counter() - start
     median, _ = interleaved(steps, args.rounds, args.warmup)
-    result["training"] = {"eager_step_s": median["eager"], "compiled_step_s": median["compiled"],
-                          "speedup": median["eager"] / median["compiled"], "compile_s": compile_s}
+    result["training"] = {
+        "eager_step_s": median["eager"],
+        "compiled_step_s": median["compiled"],
+        "speedup": median["eager"] / median["compiled"],
+        "compile_s": compile_s,
+    }
     return result
 
 
@@ -413,21 +498,36 @@ def compile_speedup(args):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     import transformers
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"), "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(), "dtype": "float32",
-            "load_average": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "dtype": "float32",
+        "load_average": os.getloadavg(),
+    }
 
 
 def table(results):
     lines = []
     names = list(results["training"])
-    lines.append(f"matmul ceiling: {results['matmul_ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s "
-                 f"(torch.mm {results['matmul_ceiling']['size']}^2, fp32, timed in the training rounds)")
+    lines.append(
+        f"matmul ceiling: {results['matmul_ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"(torch.mm {results['matmul_ceiling']['size']}^2, fp32, timed in the training rounds)"
+    )
     lines.append("")
     header = f"{'model':<22}{'train tok/s':>12}{'x BART':>8}{'MFU':>7}{'fwd ms':>9}{'x BART':>8}"
     for batch in results["generation"]:
@@ -435,53 +535,81 @@ def table(results):
     lines.append(header)
     for name in names:
         t, i = results["training"][name], results["inference"][name]
-        row = (f"{name:<22}{t['target_tokens_per_s']:>12.0f}{t['vs_bart_sdpa']:>8.2f}{100 * t['mfu']:>6.0f}%"
-               f"{i['latency_ms']:>9.1f}{i['vs_bart_sdpa']:>8.2f}")
+        row = (
+            f"{name:<22}{t['target_tokens_per_s']:>12.0f}{t['vs_bart_sdpa']:>8.2f}{100 * t['mfu']:>6.0f}%"
+            f"{i['latency_ms']:>9.1f}{i['vs_bart_sdpa']:>8.2f}"
+        )
         for batch in results["generation"].values():
             g = batch.get(name)
             row += f"{g['tokens_per_s']:>16.0f}{g['vs_bart_sdpa']:>8.2f}" if g else f"{'-':>16}{'-':>8}"
         lines.append(row)
     lines.append("")
     for batch, rows in results["generation"].items():
-        lines.append(f"greedy decoding, {batch.replace('_', ' ')}, ms per token, generate() / forward loop alone "
-                     "(x BART): " + "  ".join(f"{name} {g['ms_per_step']:.2f} / {g['forward_loop_ms_per_step']:.2f} "
-                                              f"({g['forward_loop_vs_bart_sdpa']:.2f})" for name, g in rows.items()))
+        lines.append(
+            f"greedy decoding, {batch.replace('_', ' ')}, ms per token, generate() / forward loop alone "
+            "(x BART): "
+            + "  ".join(
+                f"{name} {g['ms_per_step']:.2f} / {g['forward_loop_ms_per_step']:.2f} "
+                f"({g['forward_loop_vs_bart_sdpa']:.2f})"
+                for name, g in rows.items()
+            )
+        )
     d = results["dropout"]
-    lines.append(f"dropout p=0.1, forward + backward, {results['settings']['batch']}x{results['settings']['tgt_len']}x"
-                 f"{results['settings']['d_model']}: F.dropout {d['F.dropout']['ms']:.2f} ms, scratchformer "
-                 f"{d['scratchformer dropout']['ms']:.2f} ms ({d['speedup']:.2f}x)")
+    lines.append(
+        f"dropout p=0.1, forward + backward, {results['settings']['batch']}x{results['settings']['tgt_len']}x"
+        f"{results['settings']['d_model']}: F.dropout {d['F.dropout']['ms']:.2f} ms, scratchformer "
+        f"{d['scratchformer dropout']['ms']:.2f} ms ({d['speedup']:.2f}x)"
+    )
     lines.append("")
     decode = results["decode_cost"]
-    lines.append("cached decoder step, batch 1 (ms) at position: " + "  ".join(
-        f"{pattern} " + " ".join(f"{p}:{ms:.2f}" for p, ms in rows.items()) for pattern, rows in decode.items()))
+    lines.append(
+        "cached decoder step, batch 1 (ms) at position: "
+        + "  ".join(
+            f"{pattern} " + " ".join(f"{p}:{ms:.2f}" for p, ms in rows.items()) for pattern, rows in decode.items()
+        )
+    )
     lines.append("")
     long = results["long_inputs"]
     lengths = [k for k in long["full"] if k != "growth"]
-    lines.append(f"{'encoder, batch 1':<18}" + "".join(f"{n + ' ms':>10}{n + ' MiB':>10}" for n in lengths)
-                 + f"{'time x':>9}{'mem x':>8}")
+    lines.append(
+        f"{'encoder, batch 1':<18}"
+        + "".join(f"{n + ' ms':>10}{n + ' MiB':>10}" for n in lengths)
+        + f"{'time x':>9}{'mem x':>8}"
+    )
     for pattern in LONG_PATTERNS:
         rows = long[pattern]
-        lines.append(f"{pattern:<18}" + "".join(f"{rows[n]['forward_ms']:>10.1f}{rows[n]['peak_mib']:>10.1f}"
-                                                for n in lengths)
-                     + f"{rows['growth']['time_ratio']:>9.2f}{rows['growth']['memory_ratio']:>8.2f}")
+        lines.append(
+            f"{pattern:<18}"
+            + "".join(f"{rows[n]['forward_ms']:>10.1f}{rows[n]['peak_mib']:>10.1f}" for n in lengths)
+            + f"{rows['growth']['time_ratio']:>9.2f}{rows['growth']['memory_ratio']:>8.2f}"
+        )
     lines.append(f"{'attention sublayer':<18}" + "".join(f"{n + ' MiB':>10}" for n in lengths) + f"{'mem x':>8}")
     for pattern in LONG_PATTERNS:
         rows = long[pattern]
-        lines.append(f"{pattern:<18}" + "".join(f"{rows[n]['attention_peak_mib']:>10.1f}" for n in lengths)
-                     + f"{rows['growth']['attention_memory_ratio']:>8.2f}")
+        lines.append(
+            f"{pattern:<18}"
+            + "".join(f"{rows[n]['attention_peak_mib']:>10.1f}" for n in lengths)
+            + f"{rows['growth']['attention_memory_ratio']:>8.2f}"
+        )
     lv = long["linear_vs_full_at_longest"]
-    lines.append(f"(time x / mem x: longest vs shortest length; linear vs full at {lv['length']}: "
-                 f"{lv['speedup']:.2f}x faster, {lv['memory_ratio']:.2f}x the encoder's memory, "
-                 f"{lv['attention_memory_ratio']:.2f}x the attention sublayer's)")
+    lines.append(
+        f"(time x / mem x: longest vs shortest length; linear vs full at {lv['length']}: "
+        f"{lv['speedup']:.2f}x faster, {lv['memory_ratio']:.2f}x the encoder's memory, "
+        f"{lv['attention_memory_ratio']:.2f}x the attention sublayer's)"
+    )
     c = results["compile"]
     lines.append("")
-    lines.append(f"torch.compile scratchformer-sdpa: inference {c['inference']['eager_ms']:.1f} -> "
-                 f"{c['inference']['compiled_ms']:.1f} ms ({c['inference']['speedup']:.2f}x), training step "
-                 f"{1e3 * c['training']['eager_step_s']:.0f} -> {1e3 * c['training']['compiled_step_s']:.0f} ms "
-                 f"({c['training']['speedup']:.2f}x)")
+    lines.append(
+        f"torch.compile scratchformer-sdpa: inference {c['inference']['eager_ms']:.1f} -> "
+        f"{c['inference']['compiled_ms']:.1f} ms ({c['inference']['speedup']:.2f}x), training step "
+        f"{1e3 * c['training']['eager_step_s']:.0f} -> {1e3 * c['training']['compiled_step_s']:.0f} ms "
+        f"({c['training']['speedup']:.2f}x)"
+    )
     m = results["machine"]
-    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
-                 f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, torch {m['torch']}, transformers {m['transformers']}")
+    lines.append(
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}, torch {m['torch']}, transformers {m['transformers']}"
+    )
     return "\n".join(lines)
 
 
@@ -514,18 +642,47 @@ def add_common_flags(parser, *, batch, src_len, tgt_len, d_model, heads, ffn, la
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_flags(parser, batch=32, src_len=64, tgt_len=64, d_model=256, heads=4, ffn=1024, layers=3, vocab=8000,
-                     rounds=7, warmup=2)
+    add_common_flags(
+        parser,
+        batch=32,
+        src_len=64,
+        tgt_len=64,
+        d_model=256,
+        heads=4,
+        ffn=1024,
+        layers=3,
+        vocab=8000,
+        rounds=7,
+        warmup=2,
+    )
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
-    parser.add_argument("--long-lengths", type=lambda s: [int(x) for x in s.split(",")], default=[512, 2048, 4096, 8192])
+    parser.add_argument(
+        "--long-lengths", type=lambda s: [int(x) for x in s.split(",")], default=[512, 2048, 4096, 8192]
+    )
     parser.add_argument("--long-rounds", type=int, default=3)
     parser.add_argument("--memory-repeats", type=int, default=3, help="peak-memory measurements per figure (median)")
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--decode-positions", type=lambda s: [int(x) for x in s.split(",")], default=[16, 256, 1024])
     parser.add_argument("--matmul-size", type=int, default=2048)
-    quick = dict(batch=2, src_len=8, tgt_len=8, d_model=32, heads=4, ffn=64, layers=1, vocab=100, new_tokens=4,
-                 rounds=2, warmup=1, long_lengths=[64, 128], long_rounds=1, memory_repeats=1, window=8,
-                 decode_positions=[4, 16], matmul_size=128)
+    quick = dict(
+        batch=2,
+        src_len=8,
+        tgt_len=8,
+        d_model=32,
+        heads=4,
+        ffn=64,
+        layers=1,
+        vocab=100,
+        new_tokens=4,
+        rounds=2,
+        warmup=1,
+        long_lengths=[64, 128],
+        long_rounds=1,
+        memory_repeats=1,
+        window=8,
+        decode_positions=[4, 16],
+        matmul_size=128,
+    )
     args = parse_with_quick(parser, argv, quick)
     args.max_positions = max(512, args.src_len, args.tgt_len + args.new_tokens)
     return args

@@ -85,31 +85,43 @@ def main(argv=None):
     known, rest = parser.parse_known_args(argv)
     args = bench.parse_args(rest)
     torch.manual_seed(0)
-    models = {"scratchformer-sdpa": bench.build_scratchformer(args, "sdpa").eval(),
-              "bart-sdpa": bench.build_bart(args, "sdpa").eval()}
+    models = {
+        "scratchformer-sdpa": bench.build_scratchformer(args, "sdpa").eval(),
+        "bart-sdpa": bench.build_bart(args, "sdpa").eval(),
+    }
     x, _, _ = bench.inputs(args, 1, args.src_len, 1, seed=1)
     n = args.new_tokens
     fns = {}
     for name, model in models.items():
         fns[f"{name} generate()"] = lambda model=model: model.generate(
-            input_ids=x, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, use_cache=True)
+            input_ids=x, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, use_cache=True
+        )
         fns[f"{name} forward loop"] = bench.greedy_forward_loop(model, x, n)
     floor = functional_decoder(models["scratchformer-sdpa"], x)
     fns["scratchformer-sdpa functional floor"] = lambda: floor(n)
     with torch.no_grad():
         if not torch.equal(floor(n), bench.greedy_forward_loop(models["scratchformer-sdpa"], x, n)()):
-            raise RuntimeError("the functional floor decodes different tokens from the model: it is not the same computation")
+            raise RuntimeError(
+                "the functional floor decodes different tokens from the model: it is not the same computation"
+            )
         median, _ = bench.interleaved(fns, args.rounds * 2, args.warmup)
     ms = {name: 1e3 * seconds / n for name, seconds in median.items()}
     overhead = {name: ms[f"{name} generate()"] - ms[f"{name} forward loop"] for name in models}
     bound = ms["bart-sdpa generate()"] / (ms["scratchformer-sdpa functional floor"] + overhead["scratchformer-sdpa"])
-    results = {"machine": bench.machine(), "new_tokens": n, "ms_per_token": ms, "generate_overhead_ms": overhead,
-               "best_possible_generate_vs_bart_sdpa": bound}
+    results = {
+        "machine": bench.machine(),
+        "new_tokens": n,
+        "ms_per_token": ms,
+        "generate_overhead_ms": overhead,
+        "best_possible_generate_vs_bart_sdpa": bound,
+    }
     for name, value in ms.items():
         print(f"{name:<40}{value:>8.2f} ms/token")
-    print(f"generate()'s own per-token overhead: " + ", ".join(f"{k} {v:.2f} ms" for k, v in overhead.items()))
-    print(f"floor + scratchformer's generate() overhead vs BART-sdpa generate(): {bound:.2f}x (the best any "
-          f"implementation of this model can do inside generate() here)")
+    print("generate()'s own per-token overhead: " + ", ".join(f"{k} {v:.2f} ms" for k, v in overhead.items()))
+    print(
+        f"floor + scratchformer's generate() overhead vs BART-sdpa generate(): {bound:.2f}x (the best any "
+        f"implementation of this model can do inside generate() here)"
+    )
     if known.out:
         known.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -51,8 +51,9 @@ def measure(config, length, threads, part="encoder"):
         raise ValueError(f"part={part!r}; expected one of {PARTS}")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = ScratchformerForConditionalGeneration._from_config(ScratchformerConfig(**config),
-                                                               attn_implementation="sdpa").eval()
+    model = ScratchformerForConditionalGeneration._from_config(
+        ScratchformerConfig(**config), attn_implementation="sdpa"
+    ).eval()
     encoder, ids = model.get_encoder(), torch.randint(4, config["vocab_size"], (1, length))
     with torch.no_grad():
         if part == "encoder":
@@ -101,8 +102,9 @@ class PeakMemoryServer:
         import subprocess
 
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
-        self.process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         return self
 
     def measure(self, config, length, threads, part="encoder"):

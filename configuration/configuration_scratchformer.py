@@ -140,8 +140,17 @@ class ScratchformerConfig(PreTrainedConfig):
                 fail(field, ", ".join(repr(a) for a in allowed))
         if self.activation_function not in ACTIVATIONS:
             fail("activation_function", ", ".join(repr(a) for a in ACTIVATIONS))
-        for field in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
-                      "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings"):
+        for field in (
+            "vocab_size",
+            "d_model",
+            "encoder_layers",
+            "decoder_layers",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "max_position_embeddings",
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if field.endswith("_layers") else 1):
                 fail(field, "an integer >= " + ("0" if field.endswith("_layers") else "1"))
@@ -150,8 +159,11 @@ class ScratchformerConfig(PreTrainedConfig):
             if self.d_model % heads:
                 fail(f"{side}_attention_heads", f"a divisor of d_model={self.d_model}")
             if self.position_encoding == "rotary" and (self.d_model // heads) % 2:
-                fail(f"{side}_attention_heads", f"a head count giving an even head size d_model/heads for rotary "
-                                                f"positions (d_model={self.d_model})")
+                fail(
+                    f"{side}_attention_heads",
+                    f"a head count giving an even head size d_model/heads for rotary "
+                    f"positions (d_model={self.d_model})",
+                )
         for field in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout", "label_smoothing"):
             value = getattr(self, field)
             if value is not None and not 0.0 <= value < 1.0:
@@ -162,15 +174,20 @@ class ScratchformerConfig(PreTrainedConfig):
                 fail("attention_window", "an integer >= 1 when attention_pattern='window'")
         elif self.attention_window is not None:
             fail("attention_window", f"None unless attention_pattern='window' (it is {self.attention_pattern!r})")
-        if self.attention_pattern == "linear" and (self.attention_score, self.attention_normalizer) != ("dot", "softmax"):
+        if self.attention_pattern == "linear" and (self.attention_score, self.attention_normalizer) != (
+            "dot",
+            "softmax",
+        ):
             raise ValueError(
                 "ScratchformerConfig: attention_pattern='linear' replaces the score and the softmax by the feature "
                 f"map phi(x) = elu(x) + 1; it needs attention_score='dot' and attention_normalizer='softmax' "
                 f"(got attention_score={self.attention_score!r}, attention_normalizer={self.attention_normalizer!r})"
             )
         if not (self.init_std > 0 and self.layer_norm_eps > 0 and self.rope_theta > 0):
-            raise ValueError("ScratchformerConfig: init_std, layer_norm_eps and rope_theta must be > 0 "
-                             f"(got {self.init_std}, {self.layer_norm_eps}, {self.rope_theta})")
+            raise ValueError(
+                "ScratchformerConfig: init_std, layer_norm_eps and rope_theta must be > 0 "
+                f"(got {self.init_std}, {self.layer_norm_eps}, {self.rope_theta})"
+            )
 
 
 __all__ = ["CHOICES", "ScratchformerConfig"]

@@ -147,8 +147,9 @@ def sdpa_attention(module, query, key, value, attention_mask, scaling=None, drop
     Returns out (b, i, h, d), None.
     """
     is_causal = query.shape[2] > 1 and attention_mask is None and module.is_causal
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
-                                         is_causal=is_causal, scale=scaling)
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=is_causal, scale=scaling
+    )
     return out.transpose(1, 2), None
 
 
@@ -167,8 +168,9 @@ class ScratchformerAttention(nn.Module):
     (``KERNELS``, else one registered with transformers' AttentionInterface).
     """
 
-    def __init__(self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False,
-                 layer_idx=None):
+    def __init__(
+        self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False, layer_idx=None
+    ):
         super().__init__()
         self.config = config
         self.num_heads, self.head_dim = num_heads, config.d_model // num_heads
@@ -190,8 +192,16 @@ class ScratchformerAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, cache=None,
-                position_embeddings=None, output_attentions=False, **kwargs):
+    def forward(
+        self,
+        hidden_states,
+        key_value_states=None,
+        attention_mask=None,
+        cache=None,
+        position_embeddings=None,
+        output_attentions=False,
+        **kwargs,
+    ):
         """hidden_states (b, i, d_model) -> (b, i, d_model), weights (b, h, i, j) or None.
 
         attention_mask: bool keep mask (b or 1, 1, i, j) or None (see masks_scratchformer);
@@ -232,15 +242,26 @@ class ScratchformerAttention(nn.Module):
         key, value = memory
         kernel, implementation = eager_attention, self.config._attn_implementation
         if self.fused_kernel_ok and not output_attentions:
-            kernel = KERNELS.get(implementation) or ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
+            kernel = KERNELS.get(implementation) or ALL_ATTENTION_FUNCTIONS.get_interface(
+                implementation, eager_attention
+            )
         elif implementation != "eager":  # say once why the fused kernel is not used
-            why = ("output_attentions=True (fused kernels return no weights)" if self.fused_kernel_ok else
-                   f"attention_score={self.config.attention_score!r}, attention_normalizer="
-                   f"{self.config.attention_normalizer!r} (fused kernels compute dot-product + softmax only)")
-            logger.warning_once(f"attn_implementation={implementation!r} runs the eager "
-                             f"attention kernel for {why}")
-        return kernel(self, query, key, value, attention_mask, scaling=self.scaling,
-                      dropout=self.dropout if self.training else 0.0)
+            why = (
+                "output_attentions=True (fused kernels return no weights)"
+                if self.fused_kernel_ok
+                else f"attention_score={self.config.attention_score!r}, attention_normalizer="
+                f"{self.config.attention_normalizer!r} (fused kernels compute dot-product + softmax only)"
+            )
+            logger.warning_once(f"attn_implementation={implementation!r} runs the eager attention kernel for {why}")
+        return kernel(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+        )
 
 
 # ------------------------------------------------------------------------------------- window attention
@@ -362,7 +383,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
         """
         phi_key = feature_map(key)
         if attention_mask is not None:  # padded keys contribute nothing: the last query row sees every real key
-            phi_key = phi_key * attention_mask[:, :, -1, -key.shape[2]:, None].to(phi_key.dtype)  # (b, 1, j, 1)
+            phi_key = phi_key * attention_mask[:, :, -1, -key.shape[2] :, None].to(phi_key.dtype)  # (b, 1, j, 1)
         layer = None if cache is None else linear_state(cache, self.layer_idx)
         previous = None if layer is None else layer.absorb(phi_key, value)
         if self.is_causal or output_attentions:

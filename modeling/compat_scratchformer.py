@@ -37,11 +37,17 @@ def the_cache(cache=None, past_key_values=None):
     if past_key_values is None:
         return cache
     if cache is not None and cache is not past_key_values:
-        raise ValueError("got both `cache` and `past_key_values`; pass the cache under one name "
-                         "(`cache` on transformers >= 5.24, `past_key_values` before)")
+        raise ValueError(
+            "got both `cache` and `past_key_values`; pass the cache under one name "
+            "(`cache` on transformers >= 5.24, `past_key_values` before)"
+        )
     if CACHE_FIELD == "cache" and not torch.compiler.is_compiling():
-        warnings.warn(f"`past_key_values` is deprecated from transformers 5.24 on (this is {transformers.__version__})"
-                      ": pass the cache as `cache`", FutureWarning, stacklevel=3)
+        warnings.warn(
+            f"`past_key_values` is deprecated from transformers 5.24 on (this is {transformers.__version__})"
+            ": pass the cache as `cache`",
+            FutureWarning,
+            stacklevel=3,
+        )
     return past_key_values
 
 
@@ -55,9 +61,11 @@ def untested_transformers_message(version):
     oldest, running = Version(TESTED_TRANSFORMERS[0]), Version(version)
     if running.major == oldest.major and running >= oldest:
         return None
-    return (f"scratchformer's model code was tested on transformers {TESTED_TRANSFORMERS[0]} to "
-            f"{TESTED_TRANSFORMERS[1]}; this is transformers {version}, so outputs (generation above all) "
-            f"may be wrong. Install a tested release: pip install '{TESTED_REQUIREMENT}'")
+    return (
+        f"scratchformer's model code was tested on transformers {TESTED_TRANSFORMERS[0]} to "
+        f"{TESTED_TRANSFORMERS[1]}; this is transformers {version}, so outputs (generation above all) "
+        f"may be wrong. Install a tested release: pip install '{TESTED_REQUIREMENT}'"
+    )
 
 
 _message = untested_transformers_message(transformers.__version__)

@@ -46,8 +46,9 @@ class BandMask:
 
     def dense(self):
         """The same mask as keep_mask(), (b or 1, 1, i, j)."""
-        return keep_mask(self.query_pos, self.key_pos, causal=self.causal, window=self.window,
-                         key_padding=self.key_padding)
+        return keep_mask(
+            self.query_pos, self.key_pos, causal=self.causal, window=self.window, key_padding=self.key_padding
+        )
 
     def blocks(self, block):
         """The mask seen by query block c (queries c*block + t) over its key span (keys c*block - w + s),

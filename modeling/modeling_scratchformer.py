@@ -41,7 +41,6 @@ from .compat_scratchformer import CACHE_FIELD, cache_field, the_cache
 from .masks_scratchformer import padding_mask, self_attention_mask
 from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, SinusoidalPositionEncoding
 
-
 # ---------------------------------------------------------------------------------------------- dropout
 
 
@@ -136,9 +135,12 @@ class ScratchformerEncoderLayer(GradientCheckpointingLayer):
         self.final_norm = ResidualNorm(config)
 
     def forward(self, hidden_states, attention_mask=None, position_embeddings=None, output_attentions=False):
-        attended, weights = self.self_attn(self.self_attn_norm.sublayer_input(hidden_states),
-                                           attention_mask=attention_mask, position_embeddings=position_embeddings,
-                                           output_attentions=output_attentions)
+        attended, weights = self.self_attn(
+            self.self_attn_norm.sublayer_input(hidden_states),
+            attention_mask=attention_mask,
+            position_embeddings=position_embeddings,
+            output_attentions=output_attentions,
+        )
         hidden_states = self.self_attn_norm.add(hidden_states, attended)
         hidden_states = self.final_norm.add(hidden_states, self.ffn(self.final_norm.sublayer_input(hidden_states)))
         return hidden_states, weights
@@ -158,17 +160,31 @@ class ScratchformerDecoderLayer(GradientCheckpointingLayer):
         self.ffn = FeedForward(config, config.decoder_ffn_dim)
         self.final_norm = ResidualNorm(config)
 
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                cache=None, position_embeddings=None, output_attentions=False):
-        attended, self_weights = self.self_attn(self.self_attn_norm.sublayer_input(hidden_states),
-                                                attention_mask=attention_mask, cache=cache,
-                                                position_embeddings=position_embeddings,
-                                                output_attentions=output_attentions)
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache=None,
+        position_embeddings=None,
+        output_attentions=False,
+    ):
+        attended, self_weights = self.self_attn(
+            self.self_attn_norm.sublayer_input(hidden_states),
+            attention_mask=attention_mask,
+            cache=cache,
+            position_embeddings=position_embeddings,
+            output_attentions=output_attentions,
+        )
         hidden_states = self.self_attn_norm.add(hidden_states, attended)
-        attended, cross_weights = self.encoder_attn(self.encoder_attn_norm.sublayer_input(hidden_states),
-                                                    key_value_states=encoder_hidden_states,
-                                                    attention_mask=encoder_attention_mask, cache=cache,
-                                                    output_attentions=output_attentions)
+        attended, cross_weights = self.encoder_attn(
+            self.encoder_attn_norm.sublayer_input(hidden_states),
+            key_value_states=encoder_hidden_states,
+            attention_mask=encoder_attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
         hidden_states = self.encoder_attn_norm.add(hidden_states, attended)
         hidden_states = self.final_norm.add(hidden_states, self.ffn(self.final_norm.sublayer_input(hidden_states)))
         return hidden_states, self_weights, cross_weights
@@ -194,13 +210,26 @@ def checkpoint_conversion(*attentions):
     match none, load unchanged and save back in that layout whole (transformers reverts only what matched)."""
     renamed = {f"{sublayer}_layer_norm": f"{sublayer}_norm.layer_norm" for sublayer in (*attentions, "final")}
     renamed |= {fc: f"ffn.{fc}" for fc in ("fc1", "fc2")}
-    renamings = [WeightRenaming(source_patterns=r"(?<=\d)" + re.escape(f".{disk}."),  # right after layers.N
-                                target_patterns=re.escape(f".{memory}."))
-                 for disk, memory in renamed.items()]
-    fused = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "encoder_attn": ("kv_proj", ("k_proj", "v_proj"))}
-    converters = [WeightConverter(source_patterns=[f"{module}.{part}.{tensor}" for part in fused[module][1]],
-                                  target_patterns=f"{module}.{fused[module][0]}.{tensor}", operations=[Concatenate(dim=0)])
-                  for module in attentions for tensor in ("weight", "bias")]
+    renamings = [
+        WeightRenaming(
+            source_patterns=r"(?<=\d)" + re.escape(f".{disk}."),  # right after layers.N
+            target_patterns=re.escape(f".{memory}."),
+        )
+        for disk, memory in renamed.items()
+    ]
+    fused = {
+        "self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")),
+        "encoder_attn": ("kv_proj", ("k_proj", "v_proj")),
+    }
+    converters = [
+        WeightConverter(
+            source_patterns=[f"{module}.{part}.{tensor}" for part in fused[module][1]],
+            target_patterns=f"{module}.{fused[module][0]}.{tensor}",
+            operations=[Concatenate(dim=0)],
+        )
+        for module in attentions
+        for tensor in ("weight", "bias")
+    ]
     return renamings + converters
 
 
@@ -234,9 +263,11 @@ class ScratchformerPreTrainedModel(PreTrainedModel):
 def check_length(config, num_positions):
     """Positions beyond the table would index out of range: say so instead."""
     if config.position_encoding != "none" and num_positions > config.max_position_embeddings:
-        raise ValueError(f"sequence of {num_positions} positions is longer than max_position_embeddings="
-                         f"{config.max_position_embeddings} (position_encoding={config.position_encoding!r}); "
-                         "truncate the input or build the model with a larger max_position_embeddings")
+        raise ValueError(
+            f"sequence of {num_positions} positions is longer than max_position_embeddings="
+            f"{config.max_position_embeddings} (position_encoding={config.position_encoding!r}); "
+            "truncate the input or build the model with a larger max_position_embeddings"
+        )
 
 
 class ScaledEmbedding(nn.Embedding):
@@ -259,8 +290,11 @@ class ScratchformerStack(ScratchformerPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = embed_tokens if embed_tokens is not None else ScaledEmbedding(config)
         self.embed_positions = POSITIONS[config.position_encoding](config, num_heads)
-        self.layer_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-                           if NORM_PLACEMENTS[config.norm_placement].final else nn.Identity())
+        self.layer_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            if NORM_PLACEMENTS[config.norm_placement].final
+            else nn.Identity()
+        )
         self.dropout = config.dropout
 
     def get_input_embeddings(self):
@@ -295,14 +329,23 @@ class ScratchformerEncoder(ScratchformerStack):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
-                output_hidden_states=None, **kwargs) -> BaseModelOutput:
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> BaseModelOutput:
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
-                                else output_hidden_states)
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         hidden_states, rotary, positions = self.embed(input_ids, inputs_embeds)
-        keep = self_attention_mask(positions, positions, causal=False, window=self.config.attention_window,
-                                   key_padding=attention_mask)
+        keep = self_attention_mask(
+            positions, positions, causal=False, window=self.config.attention_window, key_padding=attention_mask
+        )
         all_hidden_states, all_attentions = [], []
         for layer in self.layers:
             if output_hidden_states:
@@ -312,9 +355,11 @@ class ScratchformerEncoder(ScratchformerStack):
         hidden_states = self.layer_norm(hidden_states)
         if output_hidden_states:
             all_hidden_states.append(hidden_states)
-        return BaseModelOutput(last_hidden_state=hidden_states,
-                               hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
-                               attentions=tuple(all_attentions) if output_attentions else None)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
 
 
 class ScratchformerDecoder(ScratchformerStack):
@@ -327,15 +372,26 @@ class ScratchformerDecoder(ScratchformerStack):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                cache: Cache | None = None, inputs_embeds=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, past_key_values: Cache | None = None,
-                **kwargs) -> BaseModelOutputWithPastAndCrossAttentions:
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         """cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
         cache = the_cache(cache, past_key_values)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (self.config.output_hidden_states if output_hidden_states is None
-                                else output_hidden_states)
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training and use_cache:
             use_cache = False  # a cache written inside a checkpointed layer would be written twice
@@ -346,8 +402,9 @@ class ScratchformerDecoder(ScratchformerStack):
         past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states, rotary, query_pos = self.embed(input_ids, inputs_embeds, past_length)
         key_pos = torch.arange(past_length + query_pos.shape[0], device=query_pos.device)
-        keep = self_attention_mask(query_pos, key_pos, causal=True, window=self.config.attention_window,
-                                   key_padding=attention_mask)
+        keep = self_attention_mask(
+            query_pos, key_pos, causal=True, window=self.config.attention_window, key_padding=attention_mask
+        )
         cross_keep = padding_mask(encoder_attention_mask)
 
         all_hidden_states, all_self_attentions, all_cross_attentions = [], [], []
@@ -355,7 +412,8 @@ class ScratchformerDecoder(ScratchformerStack):
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states, keep, encoder_hidden_states, cross_keep, cache, rotary, output_attentions)
+                hidden_states, keep, encoder_hidden_states, cross_keep, cache, rotary, output_attentions
+            )
             all_self_attentions.append(self_weights)
             all_cross_attentions.append(cross_weights)
         hidden_states = self.layer_norm(hidden_states)
@@ -373,8 +431,10 @@ class ScratchformerDecoder(ScratchformerStack):
 # Registered per stack class, not per model_type: transformers looks every PreTrainedModel sub-module up by
 # class name and scopes its conversions to that sub-module's prefix, so the encoder-only heads, which have no
 # encoder_attn, get no cross-attention converter.
-for _stack, _attentions in ((ScratchformerEncoder, ["self_attn"]),
-                            (ScratchformerDecoder, ["self_attn", "encoder_attn"])):
+for _stack, _attentions in (
+    (ScratchformerEncoder, ["self_attn"]),
+    (ScratchformerDecoder, ["self_attn", "encoder_attn"]),
+):
     register_checkpoint_conversion_mapping(_stack.__name__, checkpoint_conversion(*_attentions), overwrite=True)
 
 
@@ -421,29 +481,51 @@ class ScratchformerModel(ScratchformerPreTrainedModel):
         return self.encoder
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, cache: Cache | None = None, inputs_embeds=None,
-                decoder_inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                past_key_values: Cache | None = None, **kwargs) -> Seq2SeqModelOutput:
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
         """cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
         cache = the_cache(cache, past_key_values)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass decoder_input_ids (or labels to the seq2seq head, which shifts them)")
-            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
-                                                   self.config.decoder_start_token_id)
+            decoder_input_ids = shift_tokens_right(
+                input_ids, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                           inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                                           output_hidden_states=output_hidden_states)
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
-        decoder_outputs = self.decoder(input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
-                                       encoder_hidden_states=encoder_outputs.last_hidden_state,
-                                       encoder_attention_mask=attention_mask, cache=cache,
-                                       inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-                                       output_attentions=output_attentions,
-                                       output_hidden_states=output_hidden_states)
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
             **cache_field(getattr(decoder_outputs, CACHE_FIELD)),
@@ -476,10 +558,22 @@ class ScratchformerEncoderModel(ScratchformerPreTrainedModel):
         self.shared = value
         self.encoder.embed_tokens = self.shared
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
-                output_hidden_states=None, **kwargs) -> BaseModelOutput:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        return self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
 
 
 def shift_tokens_right(input_ids, pad_token_id, decoder_start_token_id):
@@ -511,10 +605,23 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
         return self.model.decoder
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, cache: Cache | None = None, inputs_embeds=None,
-                decoder_inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, past_key_values: Cache | None = None, **kwargs) -> Seq2SeqLMOutput:
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache: Cache | None = None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
         """labels (b, n): target ids, -100 where no loss is wanted; decoder inputs are labels shifted right.
         cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
         cache = the_cache(cache, past_key_values)
@@ -522,16 +629,28 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                             decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
-                             cache=cache, inputs_embeds=inputs_embeds,
-                             decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
         logits = self.lm_head(outputs.last_hidden_state)  # (b, n, vocab)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1),
-                                   ignore_index=-100, label_smoothing=self.config.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]),
+                labels.to(logits.device).view(-1),
+                ignore_index=-100,
+                label_smoothing=self.config.label_smoothing,
+            )
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -581,8 +700,9 @@ def sequence_classification_loss(config, logits, labels):
         else:
             config.problem_type = "multi_label_classification"
     if config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1) if config.num_labels == 1
-                          else labels.float())
+        return F.mse_loss(
+            logits.squeeze(-1).float(), labels.float().view(-1) if config.num_labels == 1 else labels.float()
+        )
     if config.problem_type == "single_label_classification":
         return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
@@ -598,14 +718,28 @@ class ScratchformerForSequenceClassification(ScratchformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
         logits = self.classification_head(masked_mean(outputs.last_hidden_state, attention_mask))  # (b, labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
@@ -620,18 +754,33 @@ class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, **kwargs) -> TokenClassifierOutput:
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
         """labels (b, n): one label id per token, -100 where no loss is wanted (padding, later subwords)."""
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (b, n, labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, self.config.num_labels),
-                                   labels.to(logits.device).view(-1), ignore_index=-100)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                     attentions=outputs.attentions)
+            loss = F.cross_entropy(
+                logits.float().view(-1, self.config.num_labels), labels.to(logits.device).view(-1), ignore_index=-100
+            )
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 __all__ = [

@@ -40,8 +40,7 @@ def seq2seq_outputs(model, inputs, torch):
     """Teacher-forced logits and greedy generation of a seq2seq model; the scores of each generated step
     with the cache and without it."""
     with torch.no_grad():
-        greedy = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_dict_in_generate=True,
-                      output_scores=True)
+        greedy = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_dict_in_generate=True, output_scores=True)
         cached, uncached = (model.generate(**inputs, **greedy, use_cache=use_cache) for use_cache in (True, False))
         return {
             "logits": model(**inputs, decoder_input_ids=torch.tensor(DECODER_INPUT_IDS)).logits,
@@ -72,13 +71,15 @@ def run_pipelines(seq_cls, token_cls, base, tokenizer, torch) -> dict:
 
     results = {}
     classify = pipeline("text-classification", model=seq_cls, tokenizer=tokenizer)
-    results["text-classification"] = [
-        {"label": r["label"], "score": float(r["score"])} for r in classify(TEXTS)]
+    results["text-classification"] = [{"label": r["label"], "score": float(r["score"])} for r in classify(TEXTS)]
     tag = pipeline("token-classification", model=token_cls, tokenizer=tokenizer)
     results["token-classification"] = [
-        [{"entity": e["entity"], "score": float(e["score"]), "index": int(e["index"]), "word": e["word"]}
-         for e in entities]
-        for entities in tag(TEXTS)]
+        [
+            {"entity": e["entity"], "score": float(e["score"]), "index": int(e["index"]), "word": e["word"]}
+            for e in entities
+        ]
+        for entities in tag(TEXTS)
+    ]
     extract = pipeline("feature-extraction", model=base, tokenizer=tokenizer)
     results["feature-extraction"] = [torch.tensor(extract(text)) for text in TEXTS]
     return results
@@ -97,8 +98,13 @@ def main(argv=None):
         import scratchformer  # noqa: F401  (registers the Auto classes: no remote code needed)
 
     import torch
-    from transformers import (AutoModel, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
-                              AutoModelForTokenClassification, AutoTokenizer)
+    from transformers import (
+        AutoModel,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     job = json.loads(sys.stdin.readline())  # sent once the models are exported and the server answers
     trust = {"trust_remote_code": True} if args.block_package else {}

@@ -23,13 +23,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hub_client import DECODER_INPUT_IDS, MAX_NEW_TOKENS, TEXTS
+from model_tester import ModelTester
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from hub_client import DECODER_INPUT_IDS, MAX_NEW_TOKENS, TEXTS
-from model_tester import ModelTester
-from scratchformer import (ScratchformerForConditionalGeneration, ScratchformerForSequenceClassification,
-                           ScratchformerForTokenClassification)
+from scratchformer import (
+    ScratchformerForConditionalGeneration,
+    ScratchformerForSequenceClassification,
+    ScratchformerForTokenClassification,
+)
 from scratchformer.training.export import CardInfo, export_for_hub
 
 TESTS = Path(__file__).parent
@@ -50,8 +53,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 SEEDS = {"seq2seq": 25, "seq_cls": 1, "token_cls": 1}  # seeds whose outputs differ between texts and tokens
@@ -71,23 +75,37 @@ def build_model(head: str, **overrides):
 
 # Every value of every CHOICES axis at least once, for the remote-code copies of the sources.
 REMOTE_CODE_VARIANTS = {
-    "additive-relu-window-learned-pre": dict(attention_score="additive", attention_normalizer="relu",
-                                             attention_pattern="window", attention_window=2,
-                                             position_encoding="learned", norm_placement="pre"),
+    "additive-relu-window-learned-pre": dict(
+        attention_score="additive",
+        attention_normalizer="relu",
+        attention_pattern="window",
+        attention_window=2,
+        position_encoding="learned",
+        norm_placement="pre",
+    ),
     "dot-sigmoid-full-rotary-post": dict(attention_normalizer="sigmoid", position_encoding="rotary"),
-    "dot-softmax-linear-none-pre": dict(attention_pattern="linear", position_encoding="none",
-                                        norm_placement="pre"),
+    "dot-softmax-linear-none-pre": dict(attention_pattern="linear", position_encoding="none", norm_placement="pre"),
 }
 
 
 def card_info(head: str, repo_id: str | None) -> CardInfo:
     """The card facts the trainer would record."""
-    metrics = {"seq2seq": {"bleu": 12.5, "chrf": 31.25}, "seq_cls": {"accuracy": 0.75},
-               "token_cls": {"accuracy": 0.5, "f1": 0.4}}[head]
-    dataset = {"seq2seq": ("multi30k", "Multi30k"), "seq_cls": ("sst2", "SST-2"),
-               "token_cls": ("universal_dependencies", "UD English EWT")}[head]
+    metrics = {
+        "seq2seq": {"bleu": 12.5, "chrf": 31.25},
+        "seq_cls": {"accuracy": 0.75},
+        "token_cls": {"accuracy": 0.5, "f1": 0.4},
+    }[head]
+    dataset = {
+        "seq2seq": ("multi30k", "Multi30k"),
+        "seq_cls": ("sst2", "SST-2"),
+        "token_cls": ("universal_dependencies", "UD English EWT"),
+    }[head]
     return CardInfo(
-        repo_id=repo_id, dataset=dataset[0], dataset_name=dataset[1], language=["en"], metrics=metrics,
+        repo_id=repo_id,
+        dataset=dataset[0],
+        dataset_name=dataset[1],
+        language=["en"],
+        metrics=metrics,
         training={"learning_rate": 0.001, "epochs": 2, "batch_size": 8},
         history=[{"step": s, "train/loss": 4.0 / (1 + s), "train/lr": 1e-3} for s in range(0, 50, 10)]
         + [{"step": 40, "eval/loss": 0.5, "eval/accuracy": 0.75}],
@@ -157,8 +175,12 @@ def olah_server(mirror_root: Path, work_dir: Path, probe_repo: str, port: int, t
         "[accessibility]\noffline = true\n"
     )
     log = open(work_dir / "olah.log", "wb")
-    process = subprocess.Popen([sys.executable, str(TESTS / "olah_hub.py"), "-c", str(config), "--log-path",
-                                str(work_dir / "logs")], stdout=log, stderr=subprocess.STDOUT, cwd=work_dir)
+    process = subprocess.Popen(
+        [sys.executable, str(TESTS / "olah_hub.py"), "-c", str(config), "--log-path", str(work_dir / "logs")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work_dir,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -172,8 +194,9 @@ def olah_server(mirror_root: Path, work_dir: Path, probe_repo: str, port: int, t
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"olah did not answer on {url} within {timeout}s: "
-                                   f"{(work_dir / 'olah.log').read_text()}")
+                raise RuntimeError(
+                    f"olah did not answer on {url} within {timeout}s: {(work_dir / 'olah.log').read_text()}"
+                )
             time.sleep(0.2)
         yield url
     finally:
@@ -205,17 +228,32 @@ def hub_endpoint(hub_port, hub_exports, tmp_path_factory):
 
 def client_env(endpoint: str, hf_home: Path) -> dict:
     """A user's environment: HF_ENDPOINT at the loopback server, a fresh HF_HOME, online, no token."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "PYTHONPATH")}
-    return env | {"HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1",
-                  "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost",
-                  "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(TESTS)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "PYTHONPATH")
+    }
+    return env | {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(TESTS),
+    }
 
 
 def start_client(work: Path, name: str, env: dict, *flags: str) -> subprocess.Popen:
     log = open(work / f"{name}.log", "wb")
-    process = subprocess.Popen([sys.executable, str(TESTS / "hub_client.py"), str(work / f"{name}.pt"), *flags],
-                               env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(TESTS / "hub_client.py"), str(work / f"{name}.pt"), *flags],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()  # the child holds its own copy
     return process
 
@@ -227,8 +265,14 @@ def hub_clients(hub_port, tmp_path_factory):
     work = tmp_path_factory.mktemp("pulled")
     endpoint = f"http://127.0.0.1:{hub_port}"
     clients = {
-        "remote_code": start_client(work, "remote_code", client_env(endpoint, work / "home-remote"),
-                                    "--block-package", "--pipelines", "--run-card-snippets"),
+        "remote_code": start_client(
+            work,
+            "remote_code",
+            client_env(endpoint, work / "home-remote"),
+            "--block-package",
+            "--pipelines",
+            "--run-card-snippets",
+        ),
         "package": start_client(work, "package", client_env(endpoint, work / "home-package")),
     }
     yield work, clients
@@ -245,8 +289,10 @@ def pulled(hub_clients, hub_endpoint, hub_exports, variant_exports):
     loads the variant folders and runs the card snippets. 'package': package imported, no remote code."""
     work, clients = hub_clients
     repos = [hub_exports[head].repo_id for head in HEADS]
-    jobs = {"remote_code": {"repos": repos, "folders": {n: str(e.folder) for n, e in variant_exports.items()}},
-            "package": {"repos": repos}}
+    jobs = {
+        "remote_code": {"repos": repos, "folders": {n: str(e.folder) for n, e in variant_exports.items()}},
+        "package": {"repos": repos},
+    }
     for name, process in clients.items():
         process.stdin.write((json.dumps(jobs[name]) + "\n").encode())
         process.stdin.close()

@@ -41,8 +41,13 @@ def variant_grid():
 
 
 def variant_id(variant):
-    short = {"attention_score": "score", "attention_normalizer": "norm", "attention_pattern": "pattern",
-             "position_encoding": "pos", "norm_placement": "ln"}
+    short = {
+        "attention_score": "score",
+        "attention_normalizer": "norm",
+        "attention_pattern": "pattern",
+        "position_encoding": "pos",
+        "norm_placement": "ln",
+    }
     return "-".join(f"{short[k]}={v}" for k, v in variant.items() if k in short)
 
 
@@ -83,11 +88,22 @@ class ModelTester:
 
     def get_config(self, **overrides):
         """Tiny, deterministic, shared by every head."""
-        base = dict(vocab_size=self.vocab_size, d_model=self.d_model, encoder_layers=self.num_layers,
-                    decoder_layers=self.num_layers, encoder_attention_heads=self.num_heads,
-                    decoder_attention_heads=self.num_heads, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                    max_position_embeddings=64, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                    classifier_dropout=0.0, num_labels=self.num_labels)
+        base = dict(
+            vocab_size=self.vocab_size,
+            d_model=self.d_model,
+            encoder_layers=self.num_layers,
+            decoder_layers=self.num_layers,
+            encoder_attention_heads=self.num_heads,
+            decoder_attention_heads=self.num_heads,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_position_embeddings=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+            classifier_dropout=0.0,
+            num_labels=self.num_labels,
+        )
         return ScratchformerConfig(**(base | overrides))
 
     def prepare_inputs(self, config, pad_last=True):
@@ -123,18 +139,29 @@ class ModelTester:
     def build(self, model_class=ScratchformerForConditionalGeneration, attn_implementation=None, **config_overrides):
         """A model of the tiny config (with ``config_overrides``), built under the tester's seed, in eval mode."""
         torch.manual_seed(self.seed)
-        return model_class._from_config(self.get_config(**config_overrides),
-                                        attn_implementation=attn_implementation or self.attn_implementation).eval()
+        return model_class._from_config(
+            self.get_config(**config_overrides), attn_implementation=attn_implementation or self.attn_implementation
+        ).eval()
 
-    def build_attention(self, pattern="full", *, causal=False, cross=False, implementation="eager", std=None,
-                        layer_idx=0, **config_overrides):
+    def build_attention(
+        self,
+        pattern="full",
+        *,
+        causal=False,
+        cross=False,
+        implementation="eager",
+        std=None,
+        layer_idx=0,
+        **config_overrides,
+    ):
         """One attention module of the tiny config (``attention_pattern=pattern``); ``std``: redraw every
         parameter from N(0, std^2) (larger weights than the init, so the scores are far from uniform)."""
         config = self.get_config(attention_pattern=pattern, **config_overrides)
         config._attn_implementation = implementation
         torch.manual_seed(self.seed)
-        module = ATTENTION_CLASSES[pattern](config, self.num_heads, is_causal=causal, is_cross_attention=cross,
-                                            layer_idx=layer_idx)
+        module = ATTENTION_CLASSES[pattern](
+            config, self.num_heads, is_causal=causal, is_cross_attention=cross, layer_idx=layer_idx
+        )
         if std is not None:
             for parameter in module.parameters():
                 torch.nn.init.normal_(parameter, std=std)
@@ -210,17 +237,30 @@ class ModelTester:
             alone["input_ids"], alone["attention_mask"] = alone["input_ids"][:, k], alone["attention_mask"][:, k]
             (expected,) = self._real_outputs(model, alone)
             for name in expected:
-                torch.testing.assert_close(batch[i][name], expected[name], atol=atol, rtol=rtol,
-                                           msg=lambda m, i=i, name=name: f"sequence {i}, {name}: {m}")
+                torch.testing.assert_close(
+                    batch[i][name],
+                    expected[name],
+                    atol=atol,
+                    rtol=rtol,
+                    msg=lambda m, i=i, name=name: f"sequence {i}, {name}: {m}",
+                )
         repadded = dict(inputs, input_ids=inputs["input_ids"].masked_fill(~keep, 7))
         extra = torch.zeros_like(inputs["input_ids"][:, :3])
-        padded = dict(inputs, input_ids=torch.cat([inputs["input_ids"], extra + model.config.pad_token_id], 1),
-                      attention_mask=torch.cat([inputs["attention_mask"], extra], 1))
+        padded = dict(
+            inputs,
+            input_ids=torch.cat([inputs["input_ids"], extra + model.config.pad_token_id], 1),
+            attention_mask=torch.cat([inputs["attention_mask"], extra], 1),
+        )
         for what, changed in (("other ids under the padding", repadded), ("3 more padding tokens", padded)):
             for i, row in enumerate(self._real_outputs(model, changed)):
                 for name in row:
-                    torch.testing.assert_close(row[name], batch[i][name], atol=atol, rtol=rtol,
-                                               msg=lambda m, i=i, name=name, what=what: f"{what}, {i}, {name}: {m}")
+                    torch.testing.assert_close(
+                        row[name],
+                        batch[i][name],
+                        atol=atol,
+                        rtol=rtol,
+                        msg=lambda m, i=i, name=name, what=what: f"{what}, {i}, {name}: {m}",
+                    )
 
     def create_and_check_decoder_model_past_large_inputs(self, model, inputs, new_tokens=3):
         """BART's check: the decoder inputs fed in two chunks through the cache (the first ones, then the last
@@ -241,9 +281,14 @@ class ModelTester:
     def create_and_check_generate_with_cache_equals_without(self, model, inputs, new_tokens=6, modes=(GREEDY, BEAM)):
         """generate() with the cache == generate() recomputing every step, token for token and score for score;
         the returned cache went through every decoder input (all tokens but the last)."""
-        kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, return_dict_in_generate=True,
-                      output_scores=True)
+        kwargs = dict(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
         for mode in modes:
             cached = model.generate(**kwargs, **mode, use_cache=True)
             uncached = model.generate(**kwargs, **mode, use_cache=False)
@@ -261,8 +306,11 @@ class ModelTester:
         model.save_pretrained(directory)
         files = {path.name for path in directory.iterdir()}
         assert "model.safetensors" in files and not [name for name in files if name.endswith(".bin")], files
-        reloaded = (auto_class or type(model)).from_pretrained(
-            directory, attn_implementation=model.config._attn_implementation).eval()  # same kernel: exact
+        reloaded = (
+            (auto_class or type(model))
+            .from_pretrained(directory, attn_implementation=model.config._attn_implementation)
+            .eval()
+        )  # same kernel: exact
         assert type(reloaded) is type(model)
         expected_state, got_state = model.state_dict(), reloaded.state_dict()
         assert set(got_state) == set(expected_state)

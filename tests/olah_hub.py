@@ -24,8 +24,10 @@ from olah.server_mirror import has_local_mirror, load_local_mirror_payload
 def in_local_mirror(app, repo_type, org, repo, commit) -> bool:
     """True when a local mirror repo exists and knows the revision."""
     ref = build_repo_ref(repo_type, org, repo)
-    return has_local_mirror(app, ref) and load_local_mirror_payload(
-        app, ref, lambda local: local.get_meta(commit), app.state.logger) is not None
+    return (
+        has_local_mirror(app, ref)
+        and load_local_mirror_payload(app, ref, lambda local: local.get_meta(commit), app.state.logger) is not None
+    )
 
 
 def missing_entry_is_404(handler):
@@ -35,15 +37,19 @@ def missing_entry_is_404(handler):
     async def wrapped(app, **kwargs):
         response = await handler(app, **kwargs)
         if response.status_code == 401 and in_local_mirror(
-                app, kwargs["repo_type"], kwargs["org"], kwargs["repo"], kwargs["commit"]):
+            app, kwargs["repo_type"], kwargs["org"], kwargs["repo"], kwargs["commit"]
+        ):
             return error_entry_not_found()
         return response
 
     return wrapped
 
 
-for module, name in ((olah.server_file_routes, "file_head_common"), (olah.server_file_routes, "file_get_common"),
-                     (olah.server_api_routes, "tree_proxy_common")):
+for module, name in (
+    (olah.server_file_routes, "file_head_common"),
+    (olah.server_file_routes, "file_get_common"),
+    (olah.server_api_routes, "tree_proxy_common"),
+):
     setattr(module, name, missing_entry_is_404(getattr(module, name)))
 
 if __name__ == "__main__":

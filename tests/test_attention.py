@@ -7,13 +7,12 @@ import math
 
 import pytest
 import torch
+from model_tester import ModelTester
 
 from scratchformer.modeling.attention_scratchformer import LinearAttentionState, ScratchformerWindowAttention
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.masks_scratchformer import BandMask, keep_mask
 from scratchformer.modeling.positions_scratchformer import sinusoid_table
-
-from model_tester import ModelTester
 
 tester = ModelTester()
 D, H = tester.d_model, tester.num_heads
@@ -28,8 +27,10 @@ def project(module, x, source):
     else:
         weight, bias = module.qkv_proj.weight, module.qkv_proj.bias
     (wq, wk, wv), (bq, bk, bv), d = weight.split(D), bias.split(D), D // H
-    return ((inputs @ w.T + b).view(*inputs.shape[:2], H, d) for inputs, w, b in
-            ((x, wq, bq), (source, wk, bk), (source, wv, bv)))  # (b, n, h, d) each
+    return (
+        (inputs @ w.T + b).view(*inputs.shape[:2], H, d)
+        for inputs, w, b in ((x, wq, bq), (source, wk, bk), (source, wv, bv))
+    )  # (b, n, h, d) each
 
 
 def naive_attention(module, x, source, visible, score, normalize):
@@ -66,11 +67,19 @@ NORMALIZE = {
 
 @pytest.mark.parametrize("score", ["dot", "additive"])
 @pytest.mark.parametrize("normalizer", ["softmax", "relu", "sigmoid"])
-@pytest.mark.parametrize("pattern,window,causal", [("full", None, False), ("full", None, True),
-                                                    ("window", 1, False), ("window", 2, True)])
+@pytest.mark.parametrize(
+    "pattern,window,causal", [("full", None, False), ("full", None, True), ("window", 1, False), ("window", 2, True)]
+)
 def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, window, causal):
-    module = tester.build_attention(pattern, causal=causal, std=0.3, attention_score=score,
-                                    attention_normalizer=normalizer, attention_window=window, init_std=0.3)
+    module = tester.build_attention(
+        pattern,
+        causal=causal,
+        std=0.3,
+        attention_score=score,
+        attention_normalizer=normalizer,
+        attention_window=window,
+        init_std=0.3,
+    )
     x = torch.randn(2, 6, D)
     padding = torch.ones(2, 6, dtype=torch.long)
     padding[1, 4:] = 0
@@ -90,21 +99,38 @@ def test_self_attention_matches_the_formula_loop(score, normalizer, pattern, win
         torch.testing.assert_close(sums[real], torch.ones_like(sums[real]))  # a padding query may see nothing
 
 
-@pytest.mark.parametrize("score,normalizer,implementation", [("dot", "softmax", "eager"), ("dot", "softmax", "sdpa"),
-                                                              ("additive", "relu", "eager"),
-                                                              ("dot", "sigmoid", "eager")])
+@pytest.mark.parametrize(
+    "score,normalizer,implementation",
+    [
+        ("dot", "softmax", "eager"),
+        ("dot", "softmax", "sdpa"),
+        ("additive", "relu", "eager"),
+        ("dot", "sigmoid", "eager"),
+    ],
+)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n", [12, 13])  # n > 3w: the blocked path; w divides 12, 13 leaves a ragged last block
-def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(score, normalizer, implementation, causal, n,
-                                                                    monkeypatch):
+def test_blocked_window_attention_equals_the_dense_mask_and_the_loop(
+    score, normalizer, implementation, causal, n, monkeypatch
+):
     """The O(n w) blocked kernel == the dense n x n band mask == the per-query loop, outputs and gradients."""
     w = 2
-    module = tester.build_attention("window", causal=causal, implementation=implementation, std=0.3,
-                                    attention_score=score, attention_normalizer=normalizer, attention_window=w)
+    module = tester.build_attention(
+        "window",
+        causal=causal,
+        implementation=implementation,
+        std=0.3,
+        attention_score=score,
+        attention_normalizer=normalizer,
+        attention_window=w,
+    )
     spans = []  # the blocked path cuts the keys and the values into spans: count its calls
     key_spans = ScratchformerWindowAttention.key_spans
-    monkeypatch.setattr(ScratchformerWindowAttention, "key_spans",
-                        staticmethod(lambda *args: spans.append(args[1:]) or key_spans(*args)))
+    monkeypatch.setattr(
+        ScratchformerWindowAttention,
+        "key_spans",
+        staticmethod(lambda *args: spans.append(args[1:]) or key_spans(*args)),
+    )
     x = torch.randn(2, n, D, requires_grad=True)
     padding = torch.ones(2, n, dtype=torch.long)
     padding[1, 9:] = 0
@@ -178,8 +204,9 @@ def test_cross_attention_matches_the_formula_loop():
     padding = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     with torch.no_grad():
         got, _ = module(x, key_value_states=encoder, attention_mask=padding.bool()[:, None, None, :])
-        expected = naive_attention(module, x, encoder, lambda b, i, j: bool(padding[b, j]),
-                                   score_function(module, "dot"), NORMALIZE["softmax"])
+        expected = naive_attention(
+            module, x, encoder, lambda b, i, j: bool(padding[b, j]), score_function(module, "dot"), NORMALIZE["softmax"]
+        )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
@@ -250,8 +277,13 @@ def test_linear_attention_decoding_state_does_not_grow():
     """After 9 generated tokens each decoder layer holds S (b, h, d, d) and z (b, h, 1, d), nothing per token."""
     model = tester.build(attention_pattern="linear")
     inputs = tester.prepare_inputs(model.config)
-    out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=9,
-                         min_new_tokens=9, return_dict_in_generate=True)
+    out = model.generate(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        max_new_tokens=9,
+        min_new_tokens=9,
+        return_dict_in_generate=True,
+    )
     cache = getattr(out, CACHE_FIELD)
     b, d = tester.batch_size, D // H
     shapes = [(tuple(layer.keys.shape), tuple(layer.values.shape)) for layer in cache.self_attention_cache.layers]
@@ -278,8 +310,10 @@ def test_rotary_scores_depend_on_relative_position_only():
     def score(i, j):
         cos_i, sin_i = rotary.rotary(torch.tensor([[i]]))
         cos_j, sin_j = rotary.rotary(torch.tensor([[j]]))
-        return apply_rotary(q[None, None, None], cos_i, sin_i).flatten() @ apply_rotary(
-            k[None, None, None], cos_j, sin_j).flatten()
+        return (
+            apply_rotary(q[None, None, None], cos_i, sin_i).flatten()
+            @ apply_rotary(k[None, None, None], cos_j, sin_j).flatten()
+        )
 
     assert score(3, 1).item() == pytest.approx(score(12, 10).item(), abs=1e-4)
 

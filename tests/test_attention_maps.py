@@ -38,11 +38,17 @@ def test_cli_draws_every_layer_and_head_of_a_seq2seq(tmp_path, capsys):
 
     image, panels = read_png(out)
     config = model.config
-    grid = {"encoder": (config.encoder_layers, config.encoder_attention_heads),
-            "decoder": (config.decoder_layers, config.decoder_attention_heads),
-            "cross": (config.decoder_layers, config.decoder_attention_heads)}
-    expected = [(kind, layer + 1, head + 1) for kind, (layers, heads) in grid.items()
-                for layer in range(layers) for head in range(heads)]
+    grid = {
+        "encoder": (config.encoder_layers, config.encoder_attention_heads),
+        "decoder": (config.decoder_layers, config.decoder_attention_heads),
+        "cross": (config.decoder_layers, config.decoder_attention_heads),
+    }
+    expected = [
+        (kind, layer + 1, head + 1)
+        for kind, (layers, heads) in grid.items()
+        for layer in range(layers)
+        for head in range(heads)
+    ]
     assert [(p["kind"], p["layer"], p["head"]) for p in panels] == expected  # 2*4 + 2*4 + 2*4 = 24 panels
     n_source, n_target = len(TEXT.split()) + 1, 1 + 6  # <s> + 6 greedy tokens (this model never stops early)
     shapes = {p["kind"]: (p["queries"], p["keys"]) for p in panels}
@@ -62,10 +68,12 @@ def test_weights_are_the_models_attentions():
     assert maps.source_tokens == TEXT.split() + ["</s>"]
     decoder_input_ids = torch.tensor([[1] + tokenizer("the dog did not")["input_ids"][:-1]])
     with torch.no_grad():
-        out = model(**tokenizer(TEXT, return_tensors="pt"), decoder_input_ids=decoder_input_ids,
-                    output_attentions=True)
-    for kind, reference in (("encoder", out.encoder_attentions), ("decoder", out.decoder_attentions),
-                            ("cross", out.cross_attentions)):
+        out = model(**tokenizer(TEXT, return_tensors="pt"), decoder_input_ids=decoder_input_ids, output_attentions=True)
+    for kind, reference in (
+        ("encoder", out.encoder_attentions),
+        ("decoder", out.decoder_attentions),
+        ("cross", out.cross_attentions),
+    ):
         for layer, weights in enumerate(maps.maps[kind]):
             torch.testing.assert_close(weights, reference[layer][0])
     for weights in maps.maps["encoder"] + maps.maps["cross"]:  # softmax over keys

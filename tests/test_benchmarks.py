@@ -38,13 +38,37 @@ REFERENCE = "bart-sdpa"
 # ---------------------------------------------------------------------------------- a tiny validator
 
 
-KEYWORDS = {"$comment", "$ref", "allOf", "anyOf", "type", "const", "enum", "pattern", "minimum", "maximum",
-            "exclusiveMinimum", "exclusiveMaximum", "items", "minItems", "maxItems", "properties", "required",
-            "patternProperties", "additionalProperties", "minProperties"}
-TYPES = {"object": lambda x: isinstance(x, dict), "array": lambda x: isinstance(x, list),
-         "string": lambda x: isinstance(x, str), "boolean": lambda x: isinstance(x, bool),
-         "null": lambda x: x is None, "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
-         "number": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)}
+KEYWORDS = {
+    "$comment",
+    "$ref",
+    "allOf",
+    "anyOf",
+    "type",
+    "const",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "items",
+    "minItems",
+    "maxItems",
+    "properties",
+    "required",
+    "patternProperties",
+    "additionalProperties",
+    "minProperties",
+}
+TYPES = {
+    "object": lambda x: isinstance(x, dict),
+    "array": lambda x: isinstance(x, list),
+    "string": lambda x: isinstance(x, str),
+    "boolean": lambda x: isinstance(x, bool),
+    "null": lambda x: x is None,
+    "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+    "number": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+}
 
 
 def same(a, b):
@@ -79,8 +103,12 @@ def schema_errors(instance, schema, path="$"):
     if "enum" in schema and not any(same(instance, value) for value in schema["enum"]):
         errors.append(f"{path}: {instance!r} not one of {schema['enum']}")
     if TYPES["number"](instance):
-        for keyword, holds in (("minimum", lambda x, b: x >= b), ("maximum", lambda x, b: x <= b),
-                               ("exclusiveMinimum", lambda x, b: x > b), ("exclusiveMaximum", lambda x, b: x < b)):
+        for keyword, holds in (
+            ("minimum", lambda x, b: x >= b),
+            ("maximum", lambda x, b: x <= b),
+            ("exclusiveMinimum", lambda x, b: x > b),
+            ("exclusiveMaximum", lambda x, b: x < b),
+        ):
             if keyword in schema and not holds(instance, schema[keyword]):
                 errors.append(f"{path}: {instance!r} violates {keyword} {schema[keyword]}")
     if isinstance(instance, str) and "pattern" in schema and not re.search(schema["pattern"], instance):
@@ -127,9 +155,15 @@ def step_flops(s):
         return 2 * tokens * fan_in * fan_out
 
     encoder = linear(src, d, 3 * d) + linear(src, d, d) + linear(src, d, f) + linear(src, f, d)  # qkv, W^O, FFN
-    decoder = (linear(tgt, d, 3 * d) + linear(tgt, d, d)  # self-attention
-               + linear(tgt, d, d) + linear(src, d, 2 * d) + linear(tgt, d, d)  # cross: q, [k; v] of the source, W^O
-               + linear(tgt, d, f) + linear(tgt, f, d))
+    decoder = (
+        linear(tgt, d, 3 * d)
+        + linear(tgt, d, d)  # self-attention
+        + linear(tgt, d, d)
+        + linear(src, d, 2 * d)
+        + linear(tgt, d, d)  # cross: q, [k; v] of the source, W^O
+        + linear(tgt, d, f)
+        + linear(tgt, f, d)
+    )
     # Q K^T and A' V: 2 x (2 b n_q n_k d) for encoder self-, decoder self- and cross-attention
     attention = 4 * b * d * (s["src_len"] ** 2 + s["tgt_len"] ** 2 + s["tgt_len"] * s["src_len"])
     forward = s["layers"] * (encoder + decoder + attention) + linear(tgt, d, s["vocab"])  # + the LM head
@@ -192,8 +226,12 @@ def check_bench(results):
             assert_ratio(row["tokens_per_s"], batch * s["new_tokens"], row["seconds"], what)
             assert_ratio(row["ms_per_step"], 1e3 * row["seconds"], s["new_tokens"], what)
             assert_ratio(row["vs_bart_sdpa"], reference["seconds"], row["seconds"], what)
-            assert_ratio(row["forward_loop_vs_bart_sdpa"], reference["forward_loop_ms_per_step"],
-                         row["forward_loop_ms_per_step"], what)
+            assert_ratio(
+                row["forward_loop_vs_bart_sdpa"],
+                reference["forward_loop_ms_per_step"],
+                row["forward_loop_ms_per_step"],
+                what,
+            )
 
     for pattern, rows in results["decode_cost"].items():
         assert list(rows) == [str(p) for p in s["decode_positions"]], pattern
@@ -216,20 +254,33 @@ def check_bench(results):
         assert_ratio(versus[key], long["linear"][last][field], max(long["full"][last][field], 1e-3), key)
 
     compiled = results["compile"]
-    assert_ratio(compiled["inference"]["speedup"], compiled["inference"]["eager_ms"],
-                 compiled["inference"]["compiled_ms"], "compile inference")
-    assert_ratio(compiled["training"]["speedup"], compiled["training"]["eager_step_s"],
-                 compiled["training"]["compiled_step_s"], "compile training")
+    assert_ratio(
+        compiled["inference"]["speedup"],
+        compiled["inference"]["eager_ms"],
+        compiled["inference"]["compiled_ms"],
+        "compile inference",
+    )
+    assert_ratio(
+        compiled["training"]["speedup"],
+        compiled["training"]["eager_step_s"],
+        compiled["training"]["compiled_step_s"],
+        "compile training",
+    )
 
 
 def check_decode_floor(results):
     assert_matches_schema(results, "decode_floor.py")
     ms, overhead = results["ms_per_token"], results["generate_overhead_ms"]
     for name in ("scratchformer-sdpa", "bart-sdpa"):
-        assert math.isclose(overhead[name], ms[f"{name} generate()"] - ms[f"{name} forward loop"],
-                            rel_tol=1e-9, abs_tol=1e-12), name
-    assert_ratio(results["best_possible_generate_vs_bart_sdpa"], ms["bart-sdpa generate()"],
-                 ms["scratchformer-sdpa functional floor"] + overhead["scratchformer-sdpa"], "bound")
+        assert math.isclose(
+            overhead[name], ms[f"{name} generate()"] - ms[f"{name} forward loop"], rel_tol=1e-9, abs_tol=1e-12
+        ), name
+    assert_ratio(
+        results["best_possible_generate_vs_bart_sdpa"],
+        ms["bart-sdpa generate()"],
+        ms["scratchformer-sdpa functional floor"] + overhead["scratchformer-sdpa"],
+        "bound",
+    )
 
 
 def check_gpu_train(results):
@@ -253,8 +304,14 @@ def assert_machine_is_this_one(machine):
 
 def run_quick(script, out):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)], check=True, env=env,
-                   timeout=600, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
+        check=True,
+        env=env,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -291,7 +348,8 @@ def test_gpu_training_benchmark_runs_on_the_cpu_in_quick_mode(tmp_path):
     check_gpu_train(results)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     assert results["machine"]["device"] == device and results["settings"]["device"] == (
-        "cuda" if torch.cuda.is_available() else "cpu")
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
     assert results["machine"]["dtype"] == "bfloat16" and results["settings"]["out"] == str(out)
     assert_machine_is_this_one(results["machine"])
 
@@ -306,6 +364,7 @@ def _set(path, value):
             del target[key]
         else:
             target[key] = value(target[key]) if callable(value) else value
+
     return mutate
 
 

@@ -27,10 +27,24 @@ from scratchformer.modeling.modeling_scratchformer import (
 )
 
 # 11 encoder layers: a two-digit layer index (layers.10.) goes through the renamings too.
-SIZES = dict(vocab_size=64, d_model=16, encoder_layers=11, decoder_layers=2, encoder_attention_heads=4,
-             decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=40, max_position_embeddings=32)
-HEADS = [ScratchformerModel, ScratchformerForConditionalGeneration, ScratchformerForSequenceClassification,
-         ScratchformerForTokenClassification, ScratchformerEncoderModel]
+SIZES = dict(
+    vocab_size=64,
+    d_model=16,
+    encoder_layers=11,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=24,
+    decoder_ffn_dim=40,
+    max_position_embeddings=32,
+)
+HEADS = [
+    ScratchformerModel,
+    ScratchformerForConditionalGeneration,
+    ScratchformerForSequenceClassification,
+    ScratchformerForTokenClassification,
+    ScratchformerEncoderModel,
+]
 ENCODER_ONLY = (ScratchformerForSequenceClassification, ScratchformerForTokenClassification, ScratchformerEncoderModel)
 # What BART's file has and ours does not (sinusoidal positions are a buffer, never saved): learned positions,
 # the LayerNorm on the embeddings, the logits bias.
@@ -51,9 +65,17 @@ PRE_NORM_ONLY = {
     "model.decoder.layer_norm.bias",
 }
 
+
 def config(**overrides):
-    return ScratchformerConfig(**SIZES, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                               classifier_dropout=0.0, num_labels=3, **overrides)
+    return ScratchformerConfig(
+        **SIZES,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        classifier_dropout=0.0,
+        num_labels=3,
+        **overrides,
+    )
 
 
 def build(model_class=ScratchformerForConditionalGeneration, **overrides):
@@ -89,7 +111,7 @@ def bart(tmp_path):
 
 def layer_keys(keys):
     """Keys under a stack's layers, from ``encoder.`` / ``decoder.`` on (head prefixes dropped)."""
-    return {key[key.index(stack):] for key in keys for stack in ("encoder.layers.", "decoder.layers.") if stack in key}
+    return {key[key.index(stack) :] for key in keys for stack in ("encoder.layers.", "decoder.layers.") if stack in key}
 
 
 @pytest.mark.parametrize("norm_placement", ["post", "pre"])
@@ -158,22 +180,30 @@ def test_barts_tensors_load_into_our_modules(tmp_path, bart):
     layer calls by that name: self_attn_layer_norm -> self_attn_norm.layer_norm, fc1 -> ffn.fc1, ...,
     q/k/v_proj stacked into qkv_proj / kv_proj."""
     bart_model, _ = bart
-    loaded, info = ScratchformerForConditionalGeneration.from_pretrained(barts_values_in_our_file(tmp_path, bart),
-                                                                         output_loading_info=True)
+    loaded, info = ScratchformerForConditionalGeneration.from_pretrained(
+        barts_values_in_our_file(tmp_path, bart), output_loading_info=True
+    )
     assert (info["missing_keys"], info["unexpected_keys"]) == (set(), set())
     for stack in ("encoder", "decoder"):
-        for layer, theirs in zip(getattr(loaded.model, stack).layers, getattr(bart_model.model, stack).layers,
-                                 strict=True):
-            same = [(layer.self_attn_norm.layer_norm, theirs.self_attn_layer_norm),
-                    (layer.final_norm.layer_norm, theirs.final_layer_norm),
-                    (layer.ffn.fc1, theirs.fc1), (layer.ffn.fc2, theirs.fc2),
-                    (layer.self_attn.out_proj, theirs.self_attn.out_proj)]
-            stacked = [(layer.self_attn.qkv_proj, [theirs.self_attn.q_proj, theirs.self_attn.k_proj,
-                                                   theirs.self_attn.v_proj])]
+        for layer, theirs in zip(
+            getattr(loaded.model, stack).layers, getattr(bart_model.model, stack).layers, strict=True
+        ):
+            same = [
+                (layer.self_attn_norm.layer_norm, theirs.self_attn_layer_norm),
+                (layer.final_norm.layer_norm, theirs.final_layer_norm),
+                (layer.ffn.fc1, theirs.fc1),
+                (layer.ffn.fc2, theirs.fc2),
+                (layer.self_attn.out_proj, theirs.self_attn.out_proj),
+            ]
+            stacked = [
+                (layer.self_attn.qkv_proj, [theirs.self_attn.q_proj, theirs.self_attn.k_proj, theirs.self_attn.v_proj])
+            ]
             if stack == "decoder":
-                same += [(layer.encoder_attn_norm.layer_norm, theirs.encoder_attn_layer_norm),
-                         (layer.encoder_attn.q_proj, theirs.encoder_attn.q_proj),
-                         (layer.encoder_attn.out_proj, theirs.encoder_attn.out_proj)]
+                same += [
+                    (layer.encoder_attn_norm.layer_norm, theirs.encoder_attn_layer_norm),
+                    (layer.encoder_attn.q_proj, theirs.encoder_attn.q_proj),
+                    (layer.encoder_attn.out_proj, theirs.encoder_attn.out_proj),
+                ]
                 stacked += [(layer.encoder_attn.kv_proj, [theirs.encoder_attn.k_proj, theirs.encoder_attn.v_proj])]
             for tensor in ("weight", "bias"):
                 for mine, bart_module in same:
@@ -186,8 +216,9 @@ def test_loaded_encoder_layer_is_barts_block(tmp_path, bart):
     """Post-norm, BART's encoder layer is the same formula: with BART's tensors loaded by name, one of our
     encoder layers maps x as BART's does (so each norm sits where BART's of that name sits)."""
     bart_model, _ = bart
-    loaded = ScratchformerForConditionalGeneration.from_pretrained(barts_values_in_our_file(tmp_path, bart),
-                                                                   attn_implementation="eager").eval()
+    loaded = ScratchformerForConditionalGeneration.from_pretrained(
+        barts_values_in_our_file(tmp_path, bart), attn_implementation="eager"
+    ).eval()
     bart_model.config._attn_implementation = "eager"
     x = torch.randn(2, 5, SIZES["d_model"])
     with torch.no_grad():
@@ -203,10 +234,14 @@ def test_memory_layout_file_loads_unchanged(tmp_path):
     model.save_pretrained(tmp_path / "memory", save_original_format=False)
     with safe_open(tmp_path / "memory" / "model.safetensors", "pt") as f:
         memory_keys = set(f.keys())
-    assert {"model.encoder.layers.10.ffn.fc1.weight", "model.decoder.layers.1.final_norm.layer_norm.bias",
-            "model.decoder.layers.1.encoder_attn.kv_proj.weight"} <= memory_keys
-    reloaded, info = ScratchformerForConditionalGeneration.from_pretrained(tmp_path / "memory",
-                                                                         output_loading_info=True)
+    assert {
+        "model.encoder.layers.10.ffn.fc1.weight",
+        "model.decoder.layers.1.final_norm.layer_norm.bias",
+        "model.decoder.layers.1.encoder_attn.kv_proj.weight",
+    } <= memory_keys
+    reloaded, info = ScratchformerForConditionalGeneration.from_pretrained(
+        tmp_path / "memory", output_loading_info=True
+    )
     assert (info["missing_keys"], info["unexpected_keys"]) == (set(), set())
     assert_same_tensors(reloaded.state_dict(), model.state_dict())
     assert set(saved(reloaded, tmp_path / "again")) == memory_keys
@@ -215,11 +250,13 @@ def test_memory_layout_file_loads_unchanged(tmp_path):
 # (exported head, remote class loaded from its folder, what of the head that class holds): the encoder-only
 # body is not exported on its own; it loads from a classifier's folder, as in the package.
 REMOTE_CASES = [(head, head, lambda model: model) for head in HEADS if head is not ScratchformerEncoderModel] + [
-    (ScratchformerForSequenceClassification, ScratchformerEncoderModel, lambda model: model.model)]
+    (ScratchformerForSequenceClassification, ScratchformerEncoderModel, lambda model: model.model)
+]
 
 
-@pytest.mark.parametrize(("exported", "remote_name", "part"), REMOTE_CASES,
-                         ids=[f"{e.__name__}-{r.__name__}" for e, r, _ in REMOTE_CASES])
+@pytest.mark.parametrize(
+    ("exported", "remote_name", "part"), REMOTE_CASES, ids=[f"{e.__name__}-{r.__name__}" for e, r, _ in REMOTE_CASES]
+)
 def test_remote_code_copy_reads_the_layout(tmp_path, bart, exported, remote_name, part):
     """The exported sources (the Hub remote code, imported from the export folder as transformers does for
     trust_remote_code) register the same conversions: every tensor back in place from BART's keys, and the

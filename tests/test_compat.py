@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 import transformers
+from model_tester import ModelTester
 from transformers import DynamicCache, EncoderDecoderCache
 
 from scratchformer import ScratchformerForConditionalGeneration
@@ -18,8 +19,6 @@ from scratchformer.modeling.compat_scratchformer import (
     the_cache,
     untested_transformers_message,
 )
-
-from model_tester import ModelTester
 
 tester = ModelTester()
 
@@ -62,8 +61,13 @@ def test_generate_logs_no_deprecation_warning(caplog):
     try:
         with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cached = model.generate(**inputs | dict(decoder_input_ids=None), max_new_tokens=5, min_new_tokens=5,
-                                    num_beams=2, return_dict_in_generate=True)
+            cached = model.generate(
+                **inputs | dict(decoder_input_ids=None),
+                max_new_tokens=5,
+                min_new_tokens=5,
+                num_beams=2,
+                return_dict_in_generate=True,
+            )
     finally:
         transformers.logging.disable_propagation()
     messages = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]
@@ -71,10 +75,17 @@ def test_generate_logs_no_deprecation_warning(caplog):
     assert getattr(cached, CACHE_FIELD).get_seq_length() > 0
 
 
-@pytest.mark.parametrize("version, warns", [
-    (TESTED_TRANSFORMERS[0], False), (TESTED_TRANSFORMERS[1], False), ("5.99.0", False),
-    ("5.16.1", True), ("4.57.6", True), ("6.0.0", True),
-])
+@pytest.mark.parametrize(
+    "version, warns",
+    [
+        (TESTED_TRANSFORMERS[0], False),
+        (TESTED_TRANSFORMERS[1], False),
+        ("5.99.0", False),
+        ("5.16.1", True),
+        ("4.57.6", True),
+        ("6.0.0", True),
+    ],
+)
 def test_untested_releases_are_named(version, warns):
     message = untested_transformers_message(version)
     assert (message is not None) == warns

@@ -77,8 +77,15 @@ def test_missing_column_names_the_argument_and_the_columns(tmp_path):
     path = write(tmp_path / "train.csv", "sentence,sentiment\ngood film,pos\nbad film,neg\n")
     with pytest.raises(ValueError, match=r"--text_column 'text'.*the columns are \['sentence', 'sentiment'\]"):
         load_task(DataArguments(task="sequence-classification", train_file=path))
-    data = load_task(DataArguments(task="sequence-classification", train_file=path, text_column="sentence",
-                                   label_column="sentiment", validation_file=path))
+    data = load_task(
+        DataArguments(
+            task="sequence-classification",
+            train_file=path,
+            text_column="sentence",
+            label_column="sentiment",
+            validation_file=path,
+        )
+    )
     assert data.label_list == ["neg", "pos"]
 
 
@@ -94,15 +101,26 @@ def test_unknown_task_and_empty_split(tmp_path):
 def test_labels_outside_the_label_list(tmp_path):
     train = write(tmp_path / "train.tsv", "text\tlabel\ngood\tpos\nbad\tneg\n")
     dev = write(tmp_path / "dev.tsv", "text\tlabel\nmeh\tneutral\n")
-    with pytest.raises(ValueError, match=r"validation split: labels \['neutral'\] are not in the label list \['neg', 'pos'\]"):
+    with pytest.raises(
+        ValueError, match=r"validation split: labels \['neutral'\] are not in the label list \['neg', 'pos'\]"
+    ):
         load_task(DataArguments(task="sequence-classification", train_file=train, validation_file=dev))
     with pytest.raises(ValueError, match=r"train split: labels \['neg'\]"):
-        load_task(DataArguments(task="sequence-classification", train_file=train, validation_file=train,
-                                label_names=["pos", "other"]))
+        load_task(
+            DataArguments(
+                task="sequence-classification", train_file=train, validation_file=train, label_names=["pos", "other"]
+            )
+        )
     tags = write(tmp_path / "dev.conllu", CONLLU)
     with pytest.raises(ValueError, match=r"labels \['AUX', 'PART'\] are not in the label list"):
-        load_task(DataArguments(task="token-classification", train_file=tags, validation_file=tags,
-                                label_names=["DET", "NOUN", "VERB", "PUNCT"]))
+        load_task(
+            DataArguments(
+                task="token-classification",
+                train_file=tags,
+                validation_file=tags,
+                label_names=["DET", "NOUN", "VERB", "PUNCT"],
+            )
+        )
 
 
 def test_unknown_file_type(tmp_path):
@@ -117,8 +135,13 @@ def test_words_like_null_stay_strings_in_csv(tmp_path):
 
 
 def test_token_labels_align_to_first_subword(tmp_path):
-    data = load_task(DataArguments(task="token-classification", train_file=write(tmp_path / "a.conllu", CONLLU),
-                                   validation_file=write(tmp_path / "b.conllu", CONLLU)))
+    data = load_task(
+        DataArguments(
+            task="token-classification",
+            train_file=write(tmp_path / "a.conllu", CONLLU),
+            validation_file=write(tmp_path / "b.conllu", CONLLU),
+        )
+    )
     tokenizer = train_text_tokenizer(["The dog barks . do n't go"] * 5, "char")  # one subword per character
     features = tokenize(data, tokenizer, 64, 64, "truncate")
     labels, ids = features["train"][0]["labels"], features["train"][0]["input_ids"]
@@ -148,7 +171,12 @@ def test_too_long_warns_with_a_count_or_errors(tmp_path, caplog):
 
 def test_g2p_tokenizer_round_trip_through_auto_tokenizer(tmp_path):
     tokenizer = train_g2p_tokenizer(["transformer", "it's"], ["T R AE N S F AO R M ER", "IH T S"])
-    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (
+        0,
+        1,
+        2,
+        3,
+    )
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     ids = loaded("Transformer")["input_ids"]
@@ -191,7 +219,10 @@ def test_g014b2b_loader_holds_dev_out_of_train_and_groups_references(tmp_path):
         f.write("\n".join(train) + "\n")
     write(tmp_path / "g014b2b.test", "READ\tR EH D\nREAD\tR IY D\nNA\tN AA\n")
     ds = load_g014b2b(str(tmp_path), dev_per_mille=100)
-    assert dict(zip(ds["test"]["source"][:], ds["test"]["references"][:])) == {"read": ["R EH D", "R IY D"], "na": ["N AA"]}
+    assert dict(zip(ds["test"]["source"][:], ds["test"]["references"][:])) == {
+        "read": ["R EH D", "R IY D"],
+        "na": ["N AA"],
+    }
     train_words, dev_words = set(ds["train"]["source"][:]), set(ds["validation"]["source"][:])
     assert not train_words & dev_words and 10 < len(dev_words) < 60
     assert len(train_words | dev_words) == 302 and "null" in train_words | dev_words
@@ -236,16 +267,32 @@ def test_hub_style_class_label_features_become_label_names(tmp_path):
     """Hub datasets (glue/sst2, conll2003) store labels as ClassLabel ids; parquet keeps those features."""
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    sst = Dataset.from_dict({"sentence": ["good", "bad", "fine"], "label": [1, 0, 1]},
-                            features=Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])}))
+    sst = Dataset.from_dict(
+        {"sentence": ["good", "bad", "fine"], "label": [1, 0, 1]},
+        features=Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])}),
+    )
     sst.to_parquet(tmp_path / "sst.parquet")
-    data = load_task(DataArguments(task="sequence-classification", train_file=str(tmp_path / "sst.parquet"),
-                                   validation_file=str(tmp_path / "sst.parquet"), text_column="sentence"))
+    data = load_task(
+        DataArguments(
+            task="sequence-classification",
+            train_file=str(tmp_path / "sst.parquet"),
+            validation_file=str(tmp_path / "sst.parquet"),
+            text_column="sentence",
+        )
+    )
     assert data.raw["train"]["label"][:] == ["positive", "negative", "positive"]
     assert data.label_list == ["negative", "positive"]
-    ner = Dataset.from_dict({"tokens": [["EU", "rejects"]], "ner_tags": [[1, 0]]},
-                            features=Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-ORG"]))}))
+    ner = Dataset.from_dict(
+        {"tokens": [["EU", "rejects"]], "ner_tags": [[1, 0]]},
+        features=Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-ORG"]))}),
+    )
     ner.to_parquet(tmp_path / "ner.parquet")
-    data = load_task(DataArguments(task="token-classification", train_file=str(tmp_path / "ner.parquet"),
-                                   validation_file=str(tmp_path / "ner.parquet"), tags_column="ner_tags"))
+    data = load_task(
+        DataArguments(
+            task="token-classification",
+            train_file=str(tmp_path / "ner.parquet"),
+            validation_file=str(tmp_path / "ner.parquet"),
+            tags_column="ner_tags",
+        )
+    )
     assert data.raw["train"]["tags"][:] == [["B-ORG", "O"]]

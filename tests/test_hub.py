@@ -26,8 +26,10 @@ def test_pulled_code_comes_from_where_expected(pulled, mode):
     assert set(result["modules"]) == {"seq2seq", "base", "seq_cls", "token_cls"}
     if mode == "remote_code":  # the Hub copy of the sources, cached by transformers, not the package
         assert not result["package_imported"]
-        assert all(module.startswith("transformers_modules.") and module.endswith(".modeling_scratchformer")
-                   for module in result["modules"].values()), result["modules"]
+        assert all(
+            module.startswith("transformers_modules.") and module.endswith(".modeling_scratchformer")
+            for module in result["modules"].values()
+        ), result["modules"]
     else:
         assert set(result["modules"].values()) == {"scratchformer.modeling.modeling_scratchformer"}
 
@@ -37,7 +39,7 @@ def test_pulled_outputs_equal_local(pulled, local, mode):
     result = pulled[mode]
     assert torch.equal(result["input_ids"], local["input_ids"])  # AutoTokenizer, no custom code
     for key in ("seq2seq_logits", "base_hidden", "seq_cls_logits", "token_cls_logits"):
-        torch.testing.assert_close(result["outputs"][key], local[key], msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(result["outputs"][key], local[key], msg=lambda m, key=key: f"{key}: {m}")
     assert torch.equal(result["outputs"]["seq2seq_generated"], local["seq2seq_generated"])
 
 
@@ -70,8 +72,9 @@ def test_card_snippets_run_as_written(pulled, hub_exports):
 
     seq2seq, tokenizer = hub_exports["seq2seq"].model, hub_exports["seq2seq"].tokenizer
     inputs = tokenizer([TEXTS[0]], return_tensors="pt")
-    output_ids = seq2seq.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                  max_new_tokens=32)
+    output_ids = seq2seq.generate(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=32
+    )
     assert snippets["seq2seq"]["stdout"] == f"{tokenizer.batch_decode(output_ids, skip_special_tokens=True)}\n"
 
     with torch.no_grad():

@@ -24,8 +24,11 @@ pytest.register_assert_rewrite("hub_fixtures")
 from hub_fixtures import HEADS, build_model, card_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_TAGS = {"seq2seq": "text2text-generation", "seq_cls": "text-classification",
-                 "token_cls": "token-classification"}
+PIPELINE_TAGS = {
+    "seq2seq": "text2text-generation",
+    "seq_cls": "text-classification",
+    "token_cls": "token-classification",
+}
 SECTIONS = ["## How to use", "## Architecture", "## Training details", "## Evaluation results", "## Limitations"]
 
 
@@ -52,8 +55,14 @@ def test_card_metadata_parses_and_validates(models, head):
     assert data.model_name == "tiny"
     results = {r.metric_type: r for r in data.eval_results}
     assert {k: r.metric_value for k, r in results.items()} == info.metrics
-    assert all(isinstance(r, EvalResult) and r.task_type == PIPELINE_TAGS[head] and r.dataset_type == info.dataset
-               and r.dataset_name == info.dataset_name and r.dataset_split == "test" for r in results.values())
+    assert all(
+        isinstance(r, EvalResult)
+        and r.task_type == PIPELINE_TAGS[head]
+        and r.dataset_type == info.dataset
+        and r.dataset_name == info.dataset_name
+        and r.dataset_split == "test"
+        for r in results.values()
+    )
     raw = yaml.safe_load(card.content.split("---")[1])
     assert raw["model-index"] == eval_results_to_model_index("tiny", data.eval_results)
     assert model_index_to_eval_results(raw["model-index"])[0] == "tiny"
@@ -115,8 +124,23 @@ def test_wheel_ships_the_template(tmp_path):
     for name in ("src", "configuration", "modeling", "training"):
         shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     assert (source / "training" / "model_card.md").is_symlink()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("scratchformer-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("scratchformer/training/model_card.md").decode() == (ROOT / "model_card.md").read_text()

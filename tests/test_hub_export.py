@@ -27,8 +27,10 @@ def test_sharded_export_loads_back(tmp_path):
     inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
     decoder_input_ids = torch.tensor([[1, 4, 5], [1, 6, 7]])
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs, decoder_input_ids=decoder_input_ids).logits,
-                                   model(**inputs, decoder_input_ids=decoder_input_ids).logits)
+        torch.testing.assert_close(
+            loaded(**inputs, decoder_input_ids=decoder_input_ids).logits,
+            model(**inputs, decoder_input_ids=decoder_input_ids).logits,
+        )
     assert no_tokenizer is None
 
 
@@ -37,7 +39,8 @@ def test_export_leaves_the_model_config_alone(tmp_path):
     folder = export_for_hub(model, tmp_path / "out")  # no tokenizer: no attention picture, still a card
     assert "auto_map" not in model.config.to_dict()  # only the exported config.json has it
     assert json.loads((folder / "config.json").read_text())["auto_map"]["AutoConfig"] == (
-        "configuration_scratchformer.ScratchformerConfig")
+        "configuration_scratchformer.ScratchformerConfig"
+    )
     assert (folder / "README.md").is_file() and not (folder / "attention_map.png").exists()
     assert not (folder / "tokenizer_config.json").exists()
 
@@ -46,9 +49,18 @@ def test_export_refuses_other_models(tmp_path):
     class Other(ScratchformerForConditionalGeneration):
         pass
 
-    with pytest.raises(ValueError, match="cannot export Other; allowed model classes: ScratchformerModel, ScratchformerForConditionalGeneration"):
-        export_for_hub(Other(ScratchformerConfig(vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1,
-                                                 encoder_ffn_dim=8, decoder_ffn_dim=8)), tmp_path / "x")
+    with pytest.raises(
+        ValueError,
+        match="cannot export Other; allowed model classes: ScratchformerModel, ScratchformerForConditionalGeneration",
+    ):
+        export_for_hub(
+            Other(
+                ScratchformerConfig(
+                    vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=8, decoder_ffn_dim=8
+                )
+            ),
+            tmp_path / "x",
+        )
 
 
 def test_load_saved_errors(tmp_path):
@@ -59,5 +71,8 @@ def test_load_saved_errors(tmp_path):
     config = ScratchformerConfig(vocab_size=20, d_model=8, encoder_ffn_dim=8, decoder_ffn_dim=8)
     config.architectures = ["ScratchformerForCausalLM"]
     config.save_pretrained(folder)
-    with pytest.raises(ValueError, match="'ScratchformerForCausalLM'; allowed: ScratchformerModel, ScratchformerForConditionalGeneration"):
+    with pytest.raises(
+        ValueError,
+        match="'ScratchformerForCausalLM'; allowed: ScratchformerModel, ScratchformerForConditionalGeneration",
+    ):
         load_saved(folder)

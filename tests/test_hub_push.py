@@ -21,10 +21,21 @@ from hub_fixtures import build_model, build_tokenizer, card_info  # noqa: E402
 TOKEN = "hf_scratchformerTestToken0123456789abcdef"  # a fake token, searched for everywhere afterwards
 REPO = "someone/tiny-g2p"
 UPLOADED = {  # what a seq2seq export holds
-    "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "configuration_scratchformer.py", "modeling_scratchformer.py", "attention_scratchformer.py",
-    "masks_scratchformer.py", "positions_scratchformer.py", "compat_scratchformer.py", "README.md", "card_info.json",
-    "loss_curve.png", "attention_map.png",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "configuration_scratchformer.py",
+    "modeling_scratchformer.py",
+    "attention_scratchformer.py",
+    "masks_scratchformer.py",
+    "positions_scratchformer.py",
+    "compat_scratchformer.py",
+    "README.md",
+    "card_info.json",
+    "loss_curve.png",
+    "attention_map.png",
 }
 
 
@@ -57,17 +68,40 @@ def hub(monkeypatch, tmp_path):
     calls = {"create_repo": [], "upload_folder": [], "files": {}}
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, repo_type=None, **kwargs):
-        calls["create_repo"].append({"token": self.token, "repo_id": repo_id, "private": private,
-                                     "exist_ok": exist_ok, "repo_type": repo_type, **kwargs})
+        calls["create_repo"].append(
+            {
+                "token": self.token,
+                "repo_id": repo_id,
+                "private": private,
+                "exist_ok": exist_ok,
+                "repo_type": repo_type,
+                **kwargs,
+            }
+        )
         return RepoUrl(f"{constants.ENDPOINT}/{repo_id}", endpoint=constants.ENDPOINT)
 
     def upload_folder(self, *, repo_id, folder_path, commit_message=None, repo_type=None, **kwargs):
-        calls["upload_folder"].append({"token": self.token, "repo_id": repo_id, "commit_message": commit_message,
-                                       "repo_type": repo_type, **kwargs})
-        calls["files"] = {p.relative_to(folder_path).as_posix(): p.read_bytes()
-                          for p in sorted(Path(folder_path).rglob("*")) if p.is_file()}
-        return CommitInfo(commit_url=f"{constants.ENDPOINT}/{repo_id}/commit/abc123", commit_message=commit_message,
-                          commit_description="", oid="abc123", _endpoint=constants.ENDPOINT)
+        calls["upload_folder"].append(
+            {
+                "token": self.token,
+                "repo_id": repo_id,
+                "commit_message": commit_message,
+                "repo_type": repo_type,
+                **kwargs,
+            }
+        )
+        calls["files"] = {
+            p.relative_to(folder_path).as_posix(): p.read_bytes()
+            for p in sorted(Path(folder_path).rglob("*"))
+            if p.is_file()
+        }
+        return CommitInfo(
+            commit_url=f"{constants.ENDPOINT}/{repo_id}/commit/abc123",
+            commit_message=commit_message,
+            commit_description="",
+            oid="abc123",
+            _endpoint=constants.ENDPOINT,
+        )
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
@@ -82,12 +116,17 @@ def test_push_uploads_exactly_the_export(saved_dir, hub, monkeypatch, caplog, ca
     caplog.set_level(logging.DEBUG)
     commit = push_to_hub(saved_dir, REPO, private=True, commit_message="first model")
 
-    assert hub["create_repo"] == [{"token": TOKEN, "repo_id": REPO, "private": True, "exist_ok": True,
-                                   "repo_type": "model"}]
+    assert hub["create_repo"] == [
+        {"token": TOKEN, "repo_id": REPO, "private": True, "exist_ok": True, "repo_type": "model"}
+    ]
     assert len(hub["upload_folder"]) == 1
     upload = hub["upload_folder"][0]
     assert (upload["token"], upload["repo_id"], upload["commit_message"], upload["repo_type"]) == (
-        TOKEN, REPO, "first model", "model")
+        TOKEN,
+        REPO,
+        "first model",
+        "model",
+    )
     assert commit.commit_url.endswith(f"/{REPO}/commit/abc123")
 
     files = hub["files"]
@@ -168,8 +207,16 @@ def test_trainer_push_to_hub_uploads_the_finished_run(tmp_path, hub, monkeypatch
         data[split] = tmp_path / f"{split}.tsv"
         data[split].write_text("source\ttarget\n" + "".join(f"{w}\t{p}\n" for w, p in g2p_rows(n, seed)))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    run(tmp_path / "out", task="g2p", train_file=str(data["train"]), validation_file=str(data["validation"]),
-        test_file=str(data["test"]), max_steps=3, push_to_hub=REPO, hub_private=True)
+    run(
+        tmp_path / "out",
+        task="g2p",
+        train_file=str(data["train"]),
+        validation_file=str(data["validation"]),
+        test_file=str(data["test"]),
+        max_steps=3,
+        push_to_hub=REPO,
+        hub_private=True,
+    )
     assert [c["private"] for c in hub["create_repo"]] == [True]
     assert len(hub["upload_folder"]) == 1 and hub["upload_folder"][0]["repo_id"] == REPO
     assert set(hub["files"]) == UPLOADED

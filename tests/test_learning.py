@@ -21,9 +21,19 @@ def batch(generator, task, size=32):
 @pytest.mark.parametrize("task,variant", [("reverse", dict())], ids=["reverse-dot-sinusoidal-post"])
 def test_seq2seq_task_is_learned(task, variant):
     torch.manual_seed(0)
-    config = ScratchformerConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
-                                 encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                 decoder_ffn_dim=64, max_position_embeddings=16, dropout=0.0, **variant)
+    config = ScratchformerConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=16,
+        dropout=0.0,
+        **variant,
+    )
     model = ScratchformerForConditionalGeneration(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)

@@ -14,10 +14,18 @@ from scratchformer.training.metrics import (
 )
 
 
-@pytest.mark.parametrize("hyp, ref, expected", [
-    ("", "", 0), ("a b c", "a b c", 0), ("a b", "a b c", 1), ("a x c", "a b c", 1), ("c b a", "a b c", 2),
-    ("a b c d", "", 4), ("k i t t e n", "s i t t i n g", 3),
-])
+@pytest.mark.parametrize(
+    "hyp, ref, expected",
+    [
+        ("", "", 0),
+        ("a b c", "a b c", 0),
+        ("a b", "a b c", 1),
+        ("a x c", "a b c", 1),
+        ("c b a", "a b c", 2),
+        ("a b c d", "", 4),
+        ("k i t t e n", "s i t t i n g", 3),
+    ],
+)
 def test_edit_distance_by_hand(hyp, ref, expected):
     assert edit_distance(hyp.split(), ref.split()) == expected
 
@@ -25,10 +33,10 @@ def test_edit_distance_by_hand(hyp, ref, expected):
 def test_g2p_error_rate_by_hand():
     predictions = ["L IH V", "T AH M EY T OW", "K AE T", "D AO G"]
     references = [
-        ["L AY V", "L IH V"],          # matches the 2nd reference: right, 0 edits
+        ["L AY V", "L IH V"],  # matches the 2nd reference: right, 0 edits
         ["T AH M AA T OW", "T AH M EY T OW"],  # matches the 2nd: right
-        ["K AE T S"],                  # 1 deletion against 4 phonemes
-        ["D AA G", "D AO G Z"],        # 1 substitution (len 3) or 1 insertion (len 4): closest tie -> shorter, 1/3
+        ["K AE T S"],  # 1 deletion against 4 phonemes
+        ["D AA G", "D AO G Z"],  # 1 substitution (len 3) or 1 insertion (len 4): closest tie -> shorter, 1/3
     ]
     scores = G2PErrorRate().compute(predictions=predictions, references=references)
     assert scores["wer"] == pytest.approx(2 / 4)
@@ -64,12 +72,14 @@ def test_translation_scores_match_sacrebleu():
 
 def test_tagging_scores_by_hand():
     # POS tags (not IOB): accuracy only
-    pos = TaggingScores().compute(predictions=[["DET", "NOUN", "VERB"], ["PRON", "VERB"]],
-                                  references=[["DET", "NOUN", "NOUN"], ["PRON", "VERB"]])
+    pos = TaggingScores().compute(
+        predictions=[["DET", "NOUN", "VERB"], ["PRON", "VERB"]], references=[["DET", "NOUN", "NOUN"], ["PRON", "VERB"]]
+    )
     assert pos == {"accuracy": pytest.approx(4 / 5)}
     # NER (IOB): gold entities PER(0-1), LOC(3); predicted PER(0-1), LOC(3), ORG(4) -> P 2/3, R 2/2
-    ner = TaggingScores().compute(predictions=[["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]],
-                                  references=[["B-PER", "I-PER", "O", "B-LOC", "O"]])
+    ner = TaggingScores().compute(
+        predictions=[["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]], references=[["B-PER", "I-PER", "O", "B-LOC", "O"]]
+    )
     assert ner["accuracy"] == pytest.approx(4 / 5)
     assert ner["precision"] == pytest.approx(2 / 3)
     assert ner["recall"] == pytest.approx(1.0)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from model_tester import VARIANT_IDS, VARIANTS, ModelTester, cross_entropy_by_hand
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -26,11 +27,13 @@ from scratchformer import (
 )
 from scratchformer.modeling.modeling_scratchformer import ScratchformerEncoderModel, dropout
 
-from model_tester import VARIANT_IDS, VARIANTS, ModelTester, cross_entropy_by_hand
-
 tester = ModelTester()  # eager kernel: the from-scratch one
-HEADS = [ScratchformerModel, ScratchformerForConditionalGeneration, ScratchformerForSequenceClassification,
-         ScratchformerForTokenClassification]
+HEADS = [
+    ScratchformerModel,
+    ScratchformerForConditionalGeneration,
+    ScratchformerForSequenceClassification,
+    ScratchformerForTokenClassification,
+]
 
 
 # ------------------------------------------------------------------------------------ every variant
@@ -74,11 +77,23 @@ def test_generate_with_cache_equals_without(variant):
     tester.create_and_check_decoder_model_past_large_inputs(model, inputs)
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v["attention_score"] == "dot"
-                                     and v["attention_normalizer"] == "softmax"
-                                     and v["attention_pattern"] != "linear"],
-                         ids=[i for v, i in zip(VARIANTS, VARIANT_IDS) if v["attention_score"] == "dot"
-                              and v["attention_normalizer"] == "softmax" and v["attention_pattern"] != "linear"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        v
+        for v in VARIANTS
+        if v["attention_score"] == "dot"
+        and v["attention_normalizer"] == "softmax"
+        and v["attention_pattern"] != "linear"
+    ],
+    ids=[
+        i
+        for v, i in zip(VARIANTS, VARIANT_IDS)
+        if v["attention_score"] == "dot"
+        and v["attention_normalizer"] == "softmax"
+        and v["attention_pattern"] != "linear"
+    ],
+)
 def test_eager_equals_sdpa(variant):
     """torch's fused scaled_dot_product_attention and the from-scratch kernel agree, forward and backward."""
     results = []
@@ -133,9 +148,12 @@ def test_window_decoder_limits_how_far_back_a_token_looks():
 @pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
 def test_save_and_auto_from_pretrained(model_class, tmp_path):
     """save_pretrained (safetensors) -> AutoModel*.from_pretrained gives identical outputs."""
-    auto = {ScratchformerModel: AutoModel, ScratchformerForConditionalGeneration: AutoModelForSeq2SeqLM,
-            ScratchformerForSequenceClassification: AutoModelForSequenceClassification,
-            ScratchformerForTokenClassification: AutoModelForTokenClassification}[model_class]
+    auto = {
+        ScratchformerModel: AutoModel,
+        ScratchformerForConditionalGeneration: AutoModelForSeq2SeqLM,
+        ScratchformerForSequenceClassification: AutoModelForSequenceClassification,
+        ScratchformerForTokenClassification: AutoModelForTokenClassification,
+    }[model_class]
     model = tester.build(model_class, position_encoding="sinusoidal")
     _, inputs = tester.prepare_config_and_inputs(model_class)
     tester.create_and_check_save_load(model, inputs, tmp_path, auto_class=auto)
@@ -164,8 +182,12 @@ def test_checkpoint_keeps_separate_qkv_projections(tmp_path):
             torch.testing.assert_close(getattr(layer.self_attn.qkv_proj, tensor), expected, atol=0, rtol=0)
             expected = torch.cat([by_hand[f"{prefix}.encoder_attn.{p}_proj.{tensor}"] for p in "kv"])
             torch.testing.assert_close(getattr(layer.encoder_attn.kv_proj, tensor), expected, atol=0, rtol=0)
-            torch.testing.assert_close(getattr(layer.encoder_attn.q_proj, tensor),
-                                       by_hand[f"{prefix}.encoder_attn.q_proj.{tensor}"], atol=0, rtol=0)
+            torch.testing.assert_close(
+                getattr(layer.encoder_attn.q_proj, tensor),
+                by_hand[f"{prefix}.encoder_attn.q_proj.{tensor}"],
+                atol=0,
+                rtol=0,
+            )
     loaded.save_pretrained(tmp_path / "again")
     again = load_file(tmp_path / "again" / "model.safetensors")
     assert set(again) == set(by_hand)
@@ -176,9 +198,12 @@ def test_checkpoint_keeps_separate_qkv_projections(tmp_path):
 def test_classification_heads_hold_no_decoder_weights():
     """A classifier's parameters are the seq2seq base model's minus its decoder (under ``model.``), plus its head."""
     body = {name for name, _ in tester.build(ScratchformerModel).named_parameters() if not name.startswith("decoder.")}
-    heads = {ScratchformerForSequenceClassification: {f"classification_head.{layer}.{tensor}" for layer in
-                                                      ("dense", "out_proj") for tensor in ("weight", "bias")},
-             ScratchformerForTokenClassification: {"classifier.weight", "classifier.bias"}}
+    heads = {
+        ScratchformerForSequenceClassification: {
+            f"classification_head.{layer}.{tensor}" for layer in ("dense", "out_proj") for tensor in ("weight", "bias")
+        },
+        ScratchformerForTokenClassification: {"classifier.weight", "classifier.bias"},
+    }
     for model_class, head in heads.items():
         names = {name for name, _ in tester.build(model_class).named_parameters()}
         assert names == {f"model.{name}" for name in body} | head, model_class
@@ -197,14 +222,24 @@ def test_encoder_of_a_seq2seq_checkpoint_loads_into_a_classifier(tmp_path):
         assert torch.equal(got[name], tensor), name
     _, inputs = tester.prepare_config_and_inputs(ScratchformerEncoderModel)
     with torch.no_grad():
-        torch.testing.assert_close(classifier.model(**inputs).last_hidden_state,
-                                   seq2seq.get_encoder()(**inputs).last_hidden_state, atol=0, rtol=0)
+        torch.testing.assert_close(
+            classifier.model(**inputs).last_hidden_state,
+            seq2seq.get_encoder()(**inputs).last_hidden_state,
+            atol=0,
+            rtol=0,
+        )
 
 
 def test_config_json_round_trip(tmp_path):
-    config = tester.get_config(attention_score="additive", attention_normalizer="sigmoid",
-                               attention_pattern="window", attention_window=3, position_encoding="rotary",
-                               norm_placement="pre", label_smoothing=0.1)
+    config = tester.get_config(
+        attention_score="additive",
+        attention_normalizer="sigmoid",
+        attention_pattern="window",
+        attention_window=3,
+        position_encoding="rotary",
+        norm_placement="pre",
+        label_smoothing=0.1,
+    )
     config.save_pretrained(tmp_path)
     reloaded = AutoConfig.from_pretrained(tmp_path)
     assert type(reloaded) is ScratchformerConfig
@@ -235,10 +270,16 @@ def test_seq2seq_loss_is_cross_entropy_on_shifted_labels_ignoring_minus_100():
     labels[0, -2:] = -100
     with torch.no_grad():
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels)
-        decoder_input_ids = torch.cat([torch.full((tester.batch_size, 1), model.config.decoder_start_token_id),
-                                       labels[:, :-1].masked_fill(labels[:, :-1] == -100, 0)], 1)
-        explicit = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                         decoder_input_ids=decoder_input_ids).logits
+        decoder_input_ids = torch.cat(
+            [
+                torch.full((tester.batch_size, 1), model.config.decoder_start_token_id),
+                labels[:, :-1].masked_fill(labels[:, :-1] == -100, 0),
+            ],
+            1,
+        )
+        explicit = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], decoder_input_ids=decoder_input_ids
+        ).logits
     torch.testing.assert_close(out.loss, cross_entropy_by_hand(explicit, labels))
     smoothed = tester.build(label_smoothing=0.1)
     with torch.no_grad():
@@ -297,8 +338,9 @@ def test_untied_and_tied_models_round_trip(tie, tmp_path):
     model = tester.build(tie_word_embeddings=tie)
     # untied, the head holds other values than the embeddings: a reload that tied them would show
     assert torch.equal(model.lm_head.weight, model.model.shared.weight) == tie
-    reloaded = tester.create_and_check_save_load(model, tester.prepare_inputs(model.config), tmp_path,
-                                                 auto_class=AutoModelForSeq2SeqLM)
+    reloaded = tester.create_and_check_save_load(
+        model, tester.prepare_inputs(model.config), tmp_path, auto_class=AutoModelForSeq2SeqLM
+    )
     torch.testing.assert_close(reloaded.lm_head.weight, model.lm_head.weight, atol=0, rtol=0)
 
 
@@ -344,15 +386,17 @@ def test_generate_modes_greedy_beam_sampling():
     decoder_ids = torch.full((tester.batch_size, 1), model.config.decoder_start_token_id)
     with torch.no_grad():
         for _ in range(greedy.shape[1] - 1):
-            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                           decoder_input_ids=decoder_ids).logits
+            logits = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], decoder_input_ids=decoder_ids
+            ).logits
             decoder_ids = torch.cat([decoder_ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
     finished = (decoder_ids == model.config.eos_token_id).cumsum(1).roll(1, 1)
     finished[:, 0] = 0
     assert torch.equal(greedy.masked_fill(finished > 0, 0), decoder_ids.masked_fill(finished > 0, 0))
     assert torch.equal(model.generate(**kwargs, num_beams=1), greedy)  # a beam of one is greedy search
-    beams = model.generate(**kwargs, num_beams=4, num_return_sequences=2, return_dict_in_generate=True,
-                           output_scores=True)
+    beams = model.generate(
+        **kwargs, num_beams=4, num_return_sequences=2, return_dict_in_generate=True, output_scores=True
+    )
     assert beams.sequences.shape[0] == 2 * tester.batch_size
     best = model.generate(**kwargs, num_beams=4)  # the first of the returned beams is the one beam search returns
     assert torch.equal(beams.sequences[::2, : best.shape[1]], best)
@@ -373,8 +417,9 @@ def test_generate_modes_greedy_beam_sampling():
     assert torch.equal(sampled, model.generate(**kwargs, do_sample=True, top_k=10, temperature=0.7))
     # every sampled token is one of the 10 most likely after its prefix; top_k=1 sampling is greedy search
     with torch.no_grad():
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                       decoder_input_ids=sampled[:, :-1]).logits
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], decoder_input_ids=sampled[:, :-1]
+        ).logits
     top_10 = logits.topk(10, -1).indices
     drawn = sampled[:, 1:]
     is_eos = (drawn == model.config.eos_token_id).long()
@@ -391,15 +436,17 @@ def test_too_long_input_is_a_clear_error():
     unlimited = tester.build(max_position_embeddings=8, position_encoding="none")
     roomy = tester.build(max_position_embeddings=64, position_encoding="none")
     roomy.load_state_dict(unlimited.state_dict())
-    ids = dict(input_ids=torch.randint(4, tester.vocab_size, (1, 9)),
-               decoder_input_ids=torch.ones(1, 2, dtype=torch.long))
+    ids = dict(
+        input_ids=torch.randint(4, tester.vocab_size, (1, 9)), decoder_input_ids=torch.ones(1, 2, dtype=torch.long)
+    )
     with torch.no_grad():
         torch.testing.assert_close(unlimited(**ids).logits, roomy(**ids).logits, atol=0, rtol=0)
 
 
 def test_auto_from_config_as_in_the_readme():
-    config = ScratchformerConfig(vocab_size=40, d_model=32, encoder_layers=1, decoder_layers=1,
-                                 attention_score="additive")
+    config = ScratchformerConfig(
+        vocab_size=40, d_model=32, encoder_layers=1, decoder_layers=1, attention_score="additive"
+    )
     torch.manual_seed(0)
     model = AutoModelForSeq2SeqLM.from_config(config)
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from hub_fixtures import TEXTS  # noqa: E402
 
 pytest_plugins = ["hub_fixtures"]
 
+
 def direct(model, tokenizer, text):
     with torch.no_grad():
         return model(**tokenizer(text, return_tensors="pt"))

@@ -47,12 +47,14 @@ def test_exported_sources_are_the_package_sources(tmp_path):
     """Same text as the package files, except the one config import per file."""
     folder = export_for_hub(build_model("seq_cls"), tmp_path / "export")  # fresh: sources may change meanwhile
     sources = {Path(configuration_scratchformer.__file__)} | set(
-        Path(modeling_scratchformer.__file__).parent.glob("*_scratchformer.py"))
+        Path(modeling_scratchformer.__file__).parent.glob("*_scratchformer.py")
+    )
     assert sorted(p.name for p in folder.glob("*.py")) == sorted(p.name for p in sources)
     for source in sources:
         exported = (folder / source.name).read_text()
-        assert exported == source.read_text().replace("from ..configuration.configuration_scratchformer import",
-                                                      "from .configuration_scratchformer import")
+        assert exported == source.read_text().replace(
+            "from ..configuration.configuration_scratchformer import", "from .configuration_scratchformer import"
+        )
         assert not re.search(r"^\s*from \.\.|^\s*(from|import) scratchformer", exported, flags=re.M)
 
 
@@ -66,20 +68,29 @@ def test_auto_map_names_every_head():
         assert re.search(rf"^class {cls}\b", sources[f"{module}.py"], flags=re.M), reference
 
 
-@pytest.mark.parametrize("line", [
-    "from ..configuration.configuration_scratchformer import ScratchformerConfig",
-    "from . import attention_scratchformer",
-    "from .sub.masks import keep_mask",
-    "from .missing_scratchformer import thing",
-    "from scratchformer.modeling.masks_scratchformer import keep_mask",
-    "import scratchformer",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from ..configuration.configuration_scratchformer import ScratchformerConfig",
+        "from . import attention_scratchformer",
+        "from .sub.masks import keep_mask",
+        "from .missing_scratchformer import thing",
+        "from scratchformer.modeling.masks_scratchformer import keep_mask",
+        "import scratchformer",
+    ],
+)
 def test_check_standalone_refuses_imports_transformers_would_not_copy(line):
     with pytest.raises(RuntimeError, match="cannot ship as Hub remote code"):
-        check_standalone("modeling_scratchformer.py", f"import torch\n{line}\n",
-                         shipped={"modeling_scratchformer.py", "masks_scratchformer.py"})
+        check_standalone(
+            "modeling_scratchformer.py",
+            f"import torch\n{line}\n",
+            shipped={"modeling_scratchformer.py", "masks_scratchformer.py"},
+        )
 
 
 def test_check_standalone_accepts_sibling_imports():
-    check_standalone("modeling_scratchformer.py", "from .masks_scratchformer import keep_mask\n",
-                     shipped={"modeling_scratchformer.py", "masks_scratchformer.py"})
+    check_standalone(
+        "modeling_scratchformer.py",
+        "from .masks_scratchformer import keep_mask\n",
+        shipped={"modeling_scratchformer.py", "masks_scratchformer.py"},
+    )

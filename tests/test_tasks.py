@@ -51,8 +51,9 @@ def test_metric_directions():
 
 
 def test_unknown_task_and_architecture():
-    with pytest.raises(ValueError, match="task='summarize'; allowed: g2p, translation, token-classification, "
-                                         "sequence-classification"):
+    with pytest.raises(
+        ValueError, match="task='summarize'; allowed: g2p, translation, token-classification, sequence-classification"
+    ):
         get_task("summarize")
     assert task_of_architecture("ScratchformerForTokenClassification") is TASKS["token-classification"]
     assert task_of_architecture("ScratchformerModel") is None
@@ -99,14 +100,36 @@ def test_a_new_task_is_one_record(tmp_path, monkeypatch, capsys):
     words = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six"}
     rows = [rng.choices(list(words), k=rng.randint(1, 3)) for _ in range(300)]
     data = tmp_path / "numbers.jsonl"
-    data.write_text("".join(json.dumps({"source": " ".join(r), "target": " ".join(words[d] for d in r)}) + "\n"
-                            for r in rows))
-    values = dict(task="number-words", train_file=str(data), tokenizer_type="wordpiece", vocab_size=40,
-                  output_dir=str(tmp_path / "out"), report_to=[], d_model=32, encoder_layers=1, decoder_layers=1,
-                  attention_heads=2, ffn_dim=64, max_steps=400, eval_every=200, dropout=0.0, batch_size=16, batch_tokens=0,
-                  learning_rate=5e-3, warmup_steps=10, log_every=10)
-    results = train(*[cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-                      for cls in (ModelArguments, DataArguments, TrainArguments)])
+    data.write_text(
+        "".join(json.dumps({"source": " ".join(r), "target": " ".join(words[d] for d in r)}) + "\n" for r in rows)
+    )
+    values = dict(
+        task="number-words",
+        train_file=str(data),
+        tokenizer_type="wordpiece",
+        vocab_size=40,
+        output_dir=str(tmp_path / "out"),
+        report_to=[],
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        attention_heads=2,
+        ffn_dim=64,
+        max_steps=400,
+        eval_every=200,
+        dropout=0.0,
+        batch_size=16,
+        batch_tokens=0,
+        learning_rate=5e-3,
+        warmup_steps=10,
+        log_every=10,
+    )
+    results = train(
+        *[
+            cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+            for cls in (ModelArguments, DataArguments, TrainArguments)
+        ]
+    )
     assert results["validation"]["wer"] < 0.5  # it learned the task (a constant output would be ~1.0)
     config = AutoConfig.from_pretrained(tmp_path / "out")
     assert config.architectures == ["ScratchformerForConditionalGeneration"]

@@ -19,8 +19,27 @@ from scratchformer.training.optim import noam
 from scratchformer.training.tracking import curves
 from scratchformer.training.trainer import train
 
-LETTERS = {"a": "AA", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH", "k": "K",
-           "l": "L", "m": "M", "n": "N", "o": "OW", "p": "P", "r": "R", "s": "S", "t": "T", "u": "UH"}
+LETTERS = {
+    "a": "AA",
+    "b": "B",
+    "c": "K",
+    "d": "D",
+    "e": "EH",
+    "f": "F",
+    "g": "G",
+    "h": "HH",
+    "i": "IH",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "o": "OW",
+    "p": "P",
+    "r": "R",
+    "s": "S",
+    "t": "T",
+    "u": "UH",
+}
 TINY = dict(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=64, dropout=0.1)
 
 
@@ -58,9 +77,13 @@ def files(tmp_path_factory):
     out["sst"] = str(root / "sst.tsv")
     tags = {"the": "DET", "a": "DET", "dog": "NOUN", "cat": "NOUN", "runs": "VERB", "sees": "VERB", "big": "ADJ"}
     sentences = []
-    for i in range(120):
-        words = [rng.choice(["the", "a"]), rng.choice(["big", "dog", "cat"]), rng.choice(["dog", "cat"]),
-                 rng.choice(["runs", "sees"])]
+    for _ in range(120):
+        words = [
+            rng.choice(["the", "a"]),
+            rng.choice(["big", "dog", "cat"]),
+            rng.choice(["dog", "cat"]),
+            rng.choice(["runs", "sees"]),
+        ]
         sentences.append("\n".join(f"{j}\t{w}\t{w}\t{tags[w]}\t_\t_\t0\t_\t_\t_" for j, w in enumerate(words, 1)))
     (root / "pos.conllu").write_text("\n\n".join(sentences) + "\n\n")
     out["pos"] = str(root / "pos.conllu")
@@ -69,11 +92,25 @@ def files(tmp_path_factory):
 
 def run(tmp_path, model=None, **kwargs):
     """train() with tiny defaults; kwargs go to whichever dataclass has the field."""
-    values = {**TINY, **(model or {}), "output_dir": str(tmp_path), "report_to": [], "log_every": 1,
-              "eval_every": 1000, "save_every": 1000, "batch_size": 16, "batch_tokens": 0, "learning_rate": 3e-3, "warmup_steps": 5,
-              "eval_batch_size": 64, **kwargs}
-    parts = [cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-             for cls in (ModelArguments, DataArguments, TrainArguments)]
+    values = {
+        **TINY,
+        **(model or {}),
+        "output_dir": str(tmp_path),
+        "report_to": [],
+        "log_every": 1,
+        "eval_every": 1000,
+        "save_every": 1000,
+        "batch_size": 16,
+        "batch_tokens": 0,
+        "learning_rate": 3e-3,
+        "warmup_steps": 5,
+        "eval_batch_size": 64,
+        **kwargs,
+    }
+    parts = [
+        cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        for cls in (ModelArguments, DataArguments, TrainArguments)
+    ]
     return train(*parts)
 
 
@@ -88,10 +125,15 @@ def predictions_file(output_dir, split):
 
 def generated(output_dir, sources):
     """What the release, loaded by the Auto classes alone, generates for `sources` (one at a time: no padding)."""
-    model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(output_dir).eval(), AutoTokenizer.from_pretrained(output_dir)
+    model, tokenizer = (
+        AutoModelForSeq2SeqLM.from_pretrained(output_dir).eval(),
+        AutoTokenizer.from_pretrained(output_dir),
+    )
     with torch.no_grad():
-        return [tokenizer.decode(model.generate(**tokenizer([s], return_tensors="pt"))[0], skip_special_tokens=True)
-                for s in sources]
+        return [
+            tokenizer.decode(model.generate(**tokenizer([s], return_tensors="pt"))[0], skip_special_tokens=True)
+            for s in sources
+        ]
 
 
 def assert_loss_falls(output_dir, factor=0.7):
@@ -100,24 +142,51 @@ def assert_loss_falls(output_dir, factor=0.7):
     assert last < factor * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
 
 
-RELEASE = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-           "training_args.json", "log.jsonl", "hparams.json", "all_results.json", "test_predictions.jsonl",
-           "card_info.json", "loss_curve.png", "checkpoints"}  # the layout of checkpoints.py's docstring
+RELEASE = {
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "training_args.json",
+    "log.jsonl",
+    "hparams.json",
+    "all_results.json",
+    "test_predictions.jsonl",
+    "card_info.json",
+    "loss_curve.png",
+    "checkpoints",
+}  # the layout of checkpoints.py's docstring
 
 
 def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys, monkeypatch):
     out = tmp_path / "g2p"
     writes, model_saves = [], []
-    monkeypatch.setattr(trainer, "write_atomic", lambda path, text: (writes.append(path.name),
-                                                                     checkpoints.write_atomic(path, text)))
-    monkeypatch.setattr(trainer, "save_model_in_place", lambda model, folder: (model_saves.append(folder),
-                                                                               checkpoints.save_model_in_place(model, folder)))
-    results = run(out, task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"],
-                  test_file=files["g2p_test"], max_steps=80, eval_every=20, batch_tokens=600, learning_rate=5e-3)
+    monkeypatch.setattr(
+        trainer, "write_atomic", lambda path, text: (writes.append(path.name), checkpoints.write_atomic(path, text))
+    )
+    monkeypatch.setattr(
+        trainer,
+        "save_model_in_place",
+        lambda model, folder: (model_saves.append(folder), checkpoints.save_model_in_place(model, folder)),
+    )
+    results = run(
+        out,
+        task="g2p",
+        train_file=files["g2p_train"],
+        validation_file=files["g2p_validation"],
+        test_file=files["g2p_test"],
+        max_steps=80,
+        eval_every=20,
+        batch_tokens=600,
+        learning_rate=5e-3,
+    )
     assert_loss_falls(out, 0.8)
     assert {p.name for p in out.iterdir()} == RELEASE  # no best/, .release/, tokenizer/ or temporary files
     # each file once; the model once per improvement of the validation WER, into the run folder itself
-    assert sorted(writes) == sorted(["training_args.json", "test_predictions.jsonl", "card_info.json", "all_results.json"])
+    assert sorted(writes) == sorted(
+        ["training_args.json", "test_predictions.jsonl", "card_info.json", "all_results.json"]
+    )
     wers = [h["eval/wer"] for h in json.loads((out / "card_info.json").read_text())["history"] if "eval/wer" in h]
     assert len(model_saves) == sum(w < min(wers[:i], default=float("inf")) for i, w in enumerate(wers))
     assert set(model_saves) == {out}
@@ -132,7 +201,8 @@ def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys, monkey
     assert results["test"]["wer"] == pytest.approx(sum(r["prediction"] not in r["references"] for r in rows) / n_test)
     edits = jiwer.process_words([r["references"][0] for r in rows], [r["prediction"] or "<empty>" for r in rows])
     assert results["test"]["per"] == pytest.approx(
-        (edits.substitutions + edits.deletions + edits.insertions) / sum(len(r["references"][0].split()) for r in rows))
+        (edits.substitutions + edits.deletions + edits.insertions) / sum(len(r["references"][0].split()) for r in rows)
+    )
     assert json.loads((out / "all_results.json").read_text())["test"] == results["test"]
     printed = capsys.readouterr().out
     assert f"== test ({n_test} rows) ==" in printed and f"WER: {100 * results['test']['wer']:.2f}%" in printed
@@ -152,33 +222,70 @@ def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys, monkey
     scores = json.loads(capsys.readouterr().out)
     assert scores["wer"] == pytest.approx(results["test"]["wer"]) and scores["rows"] == n_test
     # other data, given as data-argument overrides (strings converted by the argument parser)
-    assert cli.main(["evaluate", str(out), "--data", f"test_file={files['g2p_validation']}", "max_test_samples=3",
-                     "--max_samples", "5"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(out),
+                "--data",
+                f"test_file={files['g2p_validation']}",
+                "max_test_samples=3",
+                "--max_samples",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["rows"] == 5
     with pytest.raises(ValueError, match=r"unknown data argument\(s\) \['test_fle'\]"):
         cli.main(["evaluate", str(out), "--data", "test_fle=x.tsv"])
 
 
 def test_translation_learns(tmp_path, files):
-    results = run(tmp_path, task="translation", train_file=files["mt"], source_lang="de", target_lang="en",
-                  tokenizer_type="wordpiece", vocab_size=60, max_steps=60, batch_size=16)
+    results = run(
+        tmp_path,
+        task="translation",
+        train_file=files["mt"],
+        source_lang="de",
+        target_lang="en",
+        tokenizer_type="wordpiece",
+        vocab_size=60,
+        max_steps=60,
+        batch_size=16,
+    )
     assert_loss_falls(tmp_path)
     rows = predictions_file(tmp_path, "validation")  # no test split: scored on the validation split held out
     assert len(rows) == results["validation"]["rows"] == 10  # 5% of 200
     assert generated(tmp_path, [r["source"] for r in rows]) == [r["prediction"] for r in rows]
     references = [[r["references"][0] for r in rows]]
-    assert results["validation"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu([r["prediction"] for r in rows], references).score)
-    assert results["validation"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf([r["prediction"] for r in rows], references).score)
+    assert results["validation"]["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu([r["prediction"] for r in rows], references).score
+    )
+    assert results["validation"]["chrf"] == pytest.approx(
+        sacrebleu.corpus_chrf([r["prediction"] for r in rows], references).score
+    )
 
 
 def test_sequence_classification_learns(tmp_path, files, capsys):
-    results = run(tmp_path, task="sequence-classification", train_file=files["sst"], text_column="sentence",
-                  label_column="sentiment", tokenizer_type="bpe", vocab_size=80, max_steps=100)
+    results = run(
+        tmp_path,
+        task="sequence-classification",
+        train_file=files["sst"],
+        text_column="sentence",
+        label_column="sentiment",
+        tokenizer_type="bpe",
+        vocab_size=80,
+        max_steps=100,
+    )
     assert_loss_falls(tmp_path)
     rows = predictions_file(tmp_path, "validation")
-    assert results["validation"]["accuracy"] == pytest.approx(sum(r["prediction"] == r["reference"] for r in rows) / len(rows))
+    assert results["validation"]["accuracy"] == pytest.approx(
+        sum(r["prediction"] == r["reference"] for r in rows) / len(rows)
+    )
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == ["ScratchformerForSequenceClassification"]
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == [
+        "ScratchformerForSequenceClassification"
+    ]
     capsys.readouterr()
     cli.main(["predict", str(tmp_path), "the film was superb"])
     label, probability = capsys.readouterr().out.split("\t")[1].split()
@@ -191,8 +298,14 @@ def test_sequence_classification_learns(tmp_path, files, capsys):
 
 
 def test_token_classification_learns(tmp_path, files, capsys):
-    results = run(tmp_path, task="token-classification", train_file=files["pos"], tokenizer_type="bpe",
-                  vocab_size=60, max_steps=50)
+    results = run(
+        tmp_path,
+        task="token-classification",
+        train_file=files["pos"],
+        tokenizer_type="bpe",
+        vocab_size=60,
+        max_steps=50,
+    )
     assert_loss_falls(tmp_path)
     rows = predictions_file(tmp_path, "validation")
     pairs = [(p, r) for row in rows for p, r in zip(row["prediction"], row["reference"], strict=True)]
@@ -204,8 +317,16 @@ def test_token_classification_learns(tmp_path, files, capsys):
 
 
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, files):
-    common = dict(task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"],
-                  max_steps=12, save_every=3, eval_every=12, batch_tokens=300, gradient_accumulation_steps=2)
+    common = dict(
+        task="g2p",
+        train_file=files["g2p_train"],
+        validation_file=files["g2p_validation"],
+        max_steps=12,
+        save_every=3,
+        eval_every=12,
+        batch_tokens=300,
+        gradient_accumulation_steps=2,
+    )
     run(tmp_path / "straight", **common)
     stopped = run(tmp_path / "resumed", stop_after_steps=7, **common)  # checkpoint at 6 and at 7 (mid-epoch)
     assert stopped == {"step": 7, "stopped": "stop_after_steps=7"}
@@ -222,8 +343,17 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, fil
 
 
 def test_latest_checkpoint_ignores_an_unfinished_write(tmp_path, files):
-    run(tmp_path, task="g2p", train_file=files["g2p_train"], validation_file=files["g2p_validation"], max_steps=4,
-        save_every=2, eval_every=4, batch_tokens=300, max_eval_samples=5)
+    run(
+        tmp_path,
+        task="g2p",
+        train_file=files["g2p_train"],
+        validation_file=files["g2p_validation"],
+        max_steps=4,
+        save_every=2,
+        eval_every=4,
+        batch_tokens=300,
+        max_eval_samples=5,
+    )
     root = tmp_path / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-0000002", "checkpoint-0000004", "latest"]
     (root / ".tmp-checkpoint-0000006").mkdir()  # a write killed before its rename
@@ -232,14 +362,23 @@ def test_latest_checkpoint_ignores_an_unfinished_write(tmp_path, files):
     assert latest_checkpoint(tmp_path) == root / "checkpoint-0000004"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(task="pos-tagging"), "task='pos-tagging'; allowed: g2p, translation, token-classification, sequence-classification"),
-    (dict(task="sequence-classification", text_column="review"), r"column\(s\) not found: --text_column 'review'"),
-    (dict(task="g2p", lr_scheduler="exponential"), "lr_scheduler='exponential'; allowed: noam, linear"),
-    (dict(task="g2p", max_target_length=4, too_long="error"), "target sequences are longer than 4 tokens"),
-    (dict(task="g2p", max_source_length=600), "max_source_length=600 exceeds the model's max_position_embeddings=512"),
-    (dict(task="g2p", position_encoding="alibi"), "position_encoding='alibi' is invalid; allowed: 'sinusoidal'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(task="pos-tagging"),
+            "task='pos-tagging'; allowed: g2p, translation, token-classification, sequence-classification",
+        ),
+        (dict(task="sequence-classification", text_column="review"), r"column\(s\) not found: --text_column 'review'"),
+        (dict(task="g2p", lr_scheduler="exponential"), "lr_scheduler='exponential'; allowed: noam, linear"),
+        (dict(task="g2p", max_target_length=4, too_long="error"), "target sequences are longer than 4 tokens"),
+        (
+            dict(task="g2p", max_source_length=600),
+            "max_source_length=600 exceeds the model's max_position_embeddings=512",
+        ),
+        (dict(task="g2p", position_encoding="alibi"), "position_encoding='alibi' is invalid; allowed: 'sinusoidal'"),
+    ],
+)
 def test_bad_input_fails_before_training(tmp_path, files, kwargs, message):
     data = {"g2p": dict(train_file=files["g2p_train"]), "sequence-classification": dict(train_file=files["sst"])}
     with pytest.raises(ValueError, match=message):
@@ -274,8 +413,10 @@ def test_argument_precedence_preset_config_flags(tmp_path, monkeypatch, capsys):
 
     json_config = tmp_path / "run.json"
     json_config.write_text(json.dumps({"d_modle": 64}))
-    for bad, message in ((["--config", str(json_config)], "unknown argument(s) ['d_modle']"),
-                         (["--preset", "huge"], "preset='huge'; allowed: default, g014b2b")):
+    for bad, message in (
+        (["--config", str(json_config)], "unknown argument(s) ['d_modle']"),
+        (["--preset", "huge"], "preset='huge'; allowed: default, g014b2b"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli.parse(["train", *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -6,8 +6,8 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
 
 from scratchformer.training.args import DataArguments, ModelArguments
-from scratchformer.training.data import Collator, load_task, tokenize, train_tokenizer
 from scratchformer.training.building import build_model, generation_config
+from scratchformer.training.data import Collator, load_task, tokenize, train_tokenizer
 from scratchformer.training.tasks import get_task
 
 MODEL = ModelArguments(d_model=32, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=64, dropout=0.0)
@@ -25,8 +25,18 @@ def prepare(tmp_path, task, rows, name="train.tsv"):
 
 
 def trainer_args(cls, tmp_path, **kwargs):
-    return cls(output_dir=str(tmp_path / "hf"), max_steps=6, per_device_train_batch_size=8, learning_rate=5e-3,
-               logging_steps=1, report_to="none", use_cpu=True, save_strategy="no", seed=0, **kwargs)
+    return cls(
+        output_dir=str(tmp_path / "hf"),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        learning_rate=5e-3,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
+        **kwargs,
+    )
 
 
 def first_and_last_loss(trainer):
@@ -36,13 +46,17 @@ def first_and_last_loss(trainer):
 
 def validation_batch(features, tokenizer):
     """The whole validation split as one padded batch, through our collator (the Trainer's own path aside)."""
-    rows = [{k: features["validation"][i][k] for k in ("input_ids", "labels")} for i in range(len(features["validation"]))]
+    rows = [
+        {k: features["validation"][i][k] for k in ("input_ids", "labels")} for i in range(len(features["validation"]))
+    ]
     return Collator(tokenizer.pad_token_id)(rows)
 
 
 def test_seq2seq_trainer_trains_and_generates(tmp_path):
-    rows = "source\ttarget\n" + "".join(f"{w}\t{' '.join(c.upper() for c in w)}\n"
-                                        for w in ["cab", "bad", "dab", "ace", "bead", "face", "fade", "cafe"] * 4)
+    rows = "source\ttarget\n" + "".join(
+        f"{w}\t{' '.join(c.upper() for c in w)}\n"
+        for w in ["cab", "bad", "dab", "ace", "bead", "face", "fade", "cafe"] * 4
+    )
     data, tokenizer, features, model = prepare(tmp_path, "g2p", rows)
     model.generation_config = generation_config(model, num_beams=2, max_new_tokens=8)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -52,9 +66,15 @@ def test_seq2seq_trainer_trains_and_generates(tmp_path):
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         return get_task("g2p").metric().compute(predictions=texts, references=data.raw["validation"]["references"][:])
 
-    trainer = Seq2SeqTrainer(model=model, args=trainer_args(Seq2SeqTrainingArguments, tmp_path, predict_with_generate=True),
-                             data_collator=Collator(tokenizer.pad_token_id), train_dataset=features["train"],
-                             eval_dataset=features["validation"], processing_class=tokenizer, compute_metrics=compute_metrics)
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=trainer_args(Seq2SeqTrainingArguments, tmp_path, predict_with_generate=True),
+        data_collator=Collator(tokenizer.pad_token_id),
+        train_dataset=features["train"],
+        eval_dataset=features["validation"],
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
     result = trainer.train()
     assert result.global_step == 6 and torch.isfinite(torch.tensor(result.training_loss))
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -66,14 +86,27 @@ def test_seq2seq_trainer_trains_and_generates(tmp_path):
     model.eval()
     with torch.no_grad():
         generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    ours = get_task("g2p").metric().compute(predictions=tokenizer.batch_decode(generated, skip_special_tokens=True),
-                                      references=data.raw["validation"]["references"][:])
+    ours = (
+        get_task("g2p")
+        .metric()
+        .compute(
+            predictions=tokenizer.batch_decode(generated, skip_special_tokens=True),
+            references=data.raw["validation"]["references"][:],
+        )
+    )
     assert scores["eval_wer"] == pytest.approx(ours["wer"]) and scores["eval_per"] == pytest.approx(ours["per"])
 
 
-SENTENCE = "1\tthe\tthe\tDET\t_\t_\t0\t_\t_\t_\n2\tdog\tdog\tNOUN\t_\t_\t0\t_\t_\t_\n3\truns\trun\tVERB\t_\t_\t0\t_\t_\t_\n"
-ROWS = {"sequence-classification": ("train.tsv", "text\tlabel\n" + "good fun\tpos\nbad day\tneg\ngood one\tpos\nbad one\tneg\n" * 8),
-        "token-classification": ("train.conllu", (SENTENCE + "\n") * 32)}
+SENTENCE = (
+    "1\tthe\tthe\tDET\t_\t_\t0\t_\t_\t_\n2\tdog\tdog\tNOUN\t_\t_\t0\t_\t_\t_\n3\truns\trun\tVERB\t_\t_\t0\t_\t_\t_\n"
+)
+ROWS = {
+    "sequence-classification": (
+        "train.tsv",
+        "text\tlabel\n" + "good fun\tpos\nbad day\tneg\ngood one\tpos\nbad one\tneg\n" * 8,
+    ),
+    "token-classification": ("train.conllu", (SENTENCE + "\n") * 32),
+}
 
 
 @pytest.mark.parametrize("task", list(ROWS))
@@ -87,13 +120,24 @@ def test_trainer_trains_classification_heads(tmp_path, task):
             return get_task(task).metric().compute(predictions=best.tolist(), references=prediction.label_ids.tolist())
         keep = prediction.label_ids != -100
         names = data.label_list
-        return get_task(task).metric().compute(
-            predictions=[[names[p] for p in row[k]] for row, k in zip(best, keep)],
-            references=[[names[y] for y in row[k]] for row, k in zip(prediction.label_ids, keep)])
+        return (
+            get_task(task)
+            .metric()
+            .compute(
+                predictions=[[names[p] for p in row[k]] for row, k in zip(best, keep)],
+                references=[[names[y] for y in row[k]] for row, k in zip(prediction.label_ids, keep)],
+            )
+        )
 
-    trainer = Trainer(model=model, args=trainer_args(TrainingArguments, tmp_path), data_collator=Collator(tokenizer.pad_token_id),
-                      train_dataset=features["train"], eval_dataset=features["validation"], processing_class=tokenizer,
-                      compute_metrics=compute_metrics)
+    trainer = Trainer(
+        model=model,
+        args=trainer_args(TrainingArguments, tmp_path),
+        data_collator=Collator(tokenizer.pad_token_id),
+        train_dataset=features["train"],
+        eval_dataset=features["validation"],
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
     result = trainer.train()
     assert result.global_step == 6
     first, last = first_and_last_loss(trainer)
@@ -104,7 +148,8 @@ def test_trainer_trains_classification_heads(tmp_path, task):
     model.eval()
     with torch.no_grad():
         output = model(**batch)
-    ours = compute_metrics(type("Prediction", (), {"predictions": output.logits.numpy(),
-                                                   "label_ids": batch["labels"].numpy()}))
+    ours = compute_metrics(
+        type("Prediction", (), {"predictions": output.logits.numpy(), "label_ids": batch["labels"].numpy()})
+    )
     assert scores["eval_accuracy"] == pytest.approx(ours["accuracy"])
     assert scores["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-4)

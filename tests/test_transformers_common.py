@@ -46,8 +46,9 @@ def transformers_tests_dir():
         pytest.skip(f"{TESTS_DIR_VARIABLE} is not set; {HOW_TO_GET}", allow_module_level=True)
     path = Path(value).resolve()
     if not (path / "test_modeling_common.py").is_file():
-        pytest.skip(f"{TESTS_DIR_VARIABLE}={value} has no test_modeling_common.py; {HOW_TO_GET}",
-                    allow_module_level=True)
+        pytest.skip(
+            f"{TESTS_DIR_VARIABLE}={value} has no test_modeling_common.py; {HOW_TO_GET}", allow_module_level=True
+        )
     return path
 
 
@@ -115,8 +116,7 @@ def the_installed_transformers(path, file="__init__.py"):
     return importlib.import_module("transformers")
 
 
-with warnings.catch_warnings(), mock.patch("transformers.utils.direct_transformers_import",
-                                           the_installed_transformers):
+with warnings.catch_warnings(), mock.patch("transformers.utils.direct_transformers_import", the_installed_transformers):
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)  # transformers registers its marks in its conftest
     # The git tree's generation/test_utils.py imports `tests.exporters.test_export` by its absolute name
     # (transformers runs pytest from its repo root): point that name at this package's module.
@@ -141,8 +141,10 @@ IN_LIBRARY_NAMES = {
 
 @pytest.fixture(autouse=True, scope="module")
 def listed_in_transformers_name_tables():
-    patches = [mock.patch.dict(getattr(modeling_auto, table), {ScratchformerConfig.model_type: name})
-               for table, name in IN_LIBRARY_NAMES.items()]
+    patches = [
+        mock.patch.dict(getattr(modeling_auto, table), {ScratchformerConfig.model_type: name})
+        for table, name in IN_LIBRARY_NAMES.items()
+    ]
     for patch in patches:
         patch.start()
     yield
@@ -153,8 +155,9 @@ def listed_in_transformers_name_tables():
 # ------------------------------------------------------------------------------------ where the mixins are
 
 
-@pytest.mark.parametrize("module", ["generation/test_utils.py", "exporters/test_export.py",
-                                    "utils/test_configuration_utils.py"])
+@pytest.mark.parametrize(
+    "module", ["generation/test_utils.py", "exporters/test_export.py", "utils/test_configuration_utils.py"]
+)
 def test_mixin_source_present(module):
     """One visible skip per stand-in, naming the tests it leaves out."""
     left_out = {
@@ -163,8 +166,10 @@ def test_mixin_source_present(module):
         "utils/test_configuration_utils.py": "ConfigTester.check_config_arguments_init runs with no common kwargs",
     }
     if module in STOOD_IN:
-        pytest.skip(f"{TESTS_DIR_VARIABLE} has no {module} (transformers' sdist omits it): {left_out[module]}; "
-                    "a git checkout's tests/ at the installed release's tag has it")
+        pytest.skip(
+            f"{TESTS_DIR_VARIABLE} has no {module} (transformers' sdist omits it): {left_out[module]}; "
+            "a git checkout's tests/ at the installed release's tag has it"
+        )
 
 
 # ------------------------------------------------------------------------------------------ model testers
@@ -173,10 +178,26 @@ def test_mixin_source_present(module):
 class ScratchformerModelTester:
     """BART's model tester (tests/models/bart/test_modeling_bart.py), for our config."""
 
-    def __init__(self, parent, batch_size=13, seq_length=7, is_training=True, use_labels=False, vocab_size=99,
-                 hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=4, hidden_act="gelu",
-                 hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=50,
-                 eos_token_id=2, pad_token_id=1, bos_token_id=0):
+    def __init__(
+        self,
+        parent,
+        batch_size=13,
+        seq_length=7,
+        is_training=True,
+        use_labels=False,
+        vocab_size=99,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=4,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=50,
+        eos_token_id=2,
+        pad_token_id=1,
+        bos_token_id=0,
+    ):
         self.parent = parent
         self.batch_size = batch_size
         self.seq_length = seq_length
@@ -197,13 +218,22 @@ class ScratchformerModelTester:
 
     def get_config(self):
         return ScratchformerConfig(
-            vocab_size=self.vocab_size, d_model=self.hidden_size, encoder_layers=self.num_hidden_layers,
-            decoder_layers=self.num_hidden_layers, encoder_attention_heads=self.num_attention_heads,
-            decoder_attention_heads=self.num_attention_heads, encoder_ffn_dim=self.intermediate_size,
-            decoder_ffn_dim=self.intermediate_size, activation_function=self.hidden_act,
-            dropout=self.hidden_dropout_prob, attention_dropout=self.attention_probs_dropout_prob,
-            max_position_embeddings=self.max_position_embeddings, eos_token_id=self.eos_token_id,
-            bos_token_id=self.bos_token_id, pad_token_id=self.pad_token_id, decoder_start_token_id=self.bos_token_id,
+            vocab_size=self.vocab_size,
+            d_model=self.hidden_size,
+            encoder_layers=self.num_hidden_layers,
+            decoder_layers=self.num_hidden_layers,
+            encoder_attention_heads=self.num_attention_heads,
+            decoder_attention_heads=self.num_attention_heads,
+            encoder_ffn_dim=self.intermediate_size,
+            decoder_ffn_dim=self.intermediate_size,
+            activation_function=self.hidden_act,
+            dropout=self.hidden_dropout_prob,
+            attention_dropout=self.attention_probs_dropout_prob,
+            max_position_embeddings=self.max_position_embeddings,
+            eos_token_id=self.eos_token_id,
+            bos_token_id=self.bos_token_id,
+            pad_token_id=self.pad_token_id,
+            decoder_start_token_id=self.bos_token_id,
         )
 
     def prepare_config_and_inputs(self):

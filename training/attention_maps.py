@@ -78,8 +78,9 @@ def _inspectable(model):
 
 
 @torch.no_grad()
-def compute_attention(model, tokenizer, text: str, target: str | None = None, max_new_tokens: int = 24,
-                      max_tokens: int = 48) -> AttentionMaps:
+def compute_attention(
+    model, tokenizer, text: str, target: str | None = None, max_new_tokens: int = 24, max_tokens: int = 48
+) -> AttentionMaps:
     """Run `text` through the model with ``output_attentions=True`` and collect every layer's weights."""
     if not text.strip():
         raise ValueError("attention maps need a non-empty text")
@@ -92,8 +93,10 @@ def _compute(model, tokenizer, text, target, max_new_tokens, max_tokens) -> Atte
     inputs = {"input_ids": enc["input_ids"].to(model.device), "attention_mask": enc["attention_mask"].to(model.device)}
     n = inputs["input_ids"].shape[1]
     if n > max_tokens:
-        raise ValueError(f"the text has {n} tokens; at most max_tokens={max_tokens} fit in a readable picture "
-                         "(pass a shorter text or a larger --max-tokens)")
+        raise ValueError(
+            f"the text has {n} tokens; at most max_tokens={max_tokens} fit in a readable picture "
+            "(pass a shorter text or a larger --max-tokens)"
+        )
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     result = AttentionMaps(source_tokens=tokens)
     if not has_decoder(model):  # classification heads: encoder only
@@ -119,8 +122,10 @@ def _compute(model, tokenizer, text, target, max_new_tokens, max_tokens) -> Atte
 def _first(layers, name, model) -> list[torch.Tensor]:
     """(heads, queries, keys) of the single text, per layer; an error if the model returned no weights."""
     if layers is None or any(w is None for w in layers):
-        raise ValueError(f"{type(model).__name__} returned no {name} with output_attentions=True "
-                         f"(attn_implementation={model.config._attn_implementation!r})")
+        raise ValueError(
+            f"{type(model).__name__} returned no {name} with output_attentions=True "
+            f"(attn_implementation={model.config._attn_implementation!r})"
+        )
     return [w[0].float().cpu() for w in layers]
 
 
@@ -147,8 +152,14 @@ def layout(maps: AttentionMaps) -> dict:
     side, labels = panel_inches(maps), label_inches(maps)
     sections = [len(maps.maps[k]) * (side + GAP_INCHES) + labels + TITLE_INCHES for k in kinds]
     width = labels + cols * side + (cols - 1) * GAP_INCHES + COLORBAR_INCHES
-    return {"kinds": kinds, "cols": cols, "side": side, "labels": labels, "sections": sections,
-            "size": (width, sum(sections) + TITLE_INCHES)}
+    return {
+        "kinds": kinds,
+        "cols": cols,
+        "side": side,
+        "labels": labels,
+        "sections": sections,
+        "size": (width, sum(sections) + TITLE_INCHES),
+    }
 
 
 def figure_size(maps: AttentionMaps) -> tuple[float, float]:
@@ -175,15 +186,21 @@ def draw(maps: AttentionMaps, title: str = ""):
     vmax = max(float(w.max()) for k in box["kinds"] for w in maps.maps[k]) or 1.0
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    heading, *subfigs = fig.subfigures(len(box["kinds"]) + 1, 1, height_ratios=[TITLE_INCHES, *box["sections"]],
-                                       squeeze=False)[:, 0]
+    heading, *subfigs = fig.subfigures(
+        len(box["kinds"]) + 1, 1, height_ratios=[TITLE_INCHES, *box["sections"]], squeeze=False
+    )[:, 0]
     heading.suptitle(title, fontsize=11, y=0.5, va="center")
     for subfig, kind, section in zip(subfigs, box["kinds"], box["sections"]):
         layers = maps.maps[kind]
         subfig.suptitle(f"{KINDS[kind]}: query down, key across", fontsize=10, y=1 - 0.12 / section, va="top")
-        subfig.subplots_adjust(left=box["labels"] / width, right=1 - COLORBAR_INCHES / width,
-                               bottom=box["labels"] / section, top=1 - TITLE_INCHES / section,
-                               wspace=GAP_INCHES / box["side"], hspace=GAP_INCHES * 2 / box["side"])
+        subfig.subplots_adjust(
+            left=box["labels"] / width,
+            right=1 - COLORBAR_INCHES / width,
+            bottom=box["labels"] / section,
+            top=1 - TITLE_INCHES / section,
+            wspace=GAP_INCHES / box["side"],
+            hspace=GAP_INCHES * 2 / box["side"],
+        )
         queries, keys = maps.axes(kind)
         grid = subfig.subplots(len(layers), box["cols"], squeeze=False)
         for layer, weights in enumerate(layers):
@@ -192,8 +209,9 @@ def draw(maps: AttentionMaps, title: str = ""):
                 if head >= weights.shape[0]:
                     ax.set_axis_off()
                     continue
-                ax.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto",
-                          interpolation="nearest")
+                ax.imshow(
+                    weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest"
+                )
                 ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8, pad=2)
                 if layer == len(layers) - 1:  # ticks cost most of the drawing: edge panels only
                     ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=TOKEN_FONT)
@@ -231,9 +249,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model_dir", help="a saved or exported model folder (config.json, weights, tokenizer)")
     parser.add_argument("text", help="the source text whose attention is drawn")
     parser.add_argument("-o", "--output", default="attention_map.png", help="PNG to write")
-    parser.add_argument("--target", default=None,
-                        help="seq2seq only: a reference target to feed the decoder (default: the model's own "
-                             "greedy output)")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="seq2seq only: a reference target to feed the decoder (default: the model's own greedy output)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=24, help="seq2seq: longest generated target")
     parser.add_argument("--max-tokens", type=int, default=48, help="refuse texts longer than this many tokens")
     return parser
@@ -245,10 +265,19 @@ def run(args: argparse.Namespace) -> int:
         saved = load_saved(args.model_dir)
         model, tokenizer = saved.model, saved.tokenizer
         if tokenizer is None:
-            raise ValueError(f"{args.model_dir} has no tokenizer files (tokenizer_config.json, tokenizer.json); "
-                             "save the tokenizer with the model")
-        path = plot_attention(model, tokenizer, args.text, args.output, target=args.target,
-                              max_new_tokens=args.max_new_tokens, max_tokens=args.max_tokens)
+            raise ValueError(
+                f"{args.model_dir} has no tokenizer files (tokenizer_config.json, tokenizer.json); "
+                "save the tokenizer with the model"
+            )
+        path = plot_attention(
+            model,
+            tokenizer,
+            args.text,
+            args.output,
+            target=args.target,
+            max_new_tokens=args.max_new_tokens,
+            max_tokens=args.max_tokens,
+        )
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"scratchformer attention: {error}") from None
     print(f"wrote {path}")

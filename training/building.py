@@ -12,20 +12,37 @@ def build_model(task: Task, tokenizer, label_list, args):
     the labels and no decoder."""
     labels = {}
     if label_list:
-        labels = dict(num_labels=len(label_list), id2label=dict(enumerate(label_list)),
-                      label2id={label: i for i, label in enumerate(label_list)})
+        labels = dict(
+            num_labels=len(label_list),
+            id2label=dict(enumerate(label_list)),
+            label2id={label: i for i, label in enumerate(label_list)},
+        )
     config = ScratchformerConfig(
-        vocab_size=len(tokenizer), d_model=args.d_model, encoder_layers=args.encoder_layers,
+        vocab_size=len(tokenizer),
+        d_model=args.d_model,
+        encoder_layers=args.encoder_layers,
         decoder_layers=args.decoder_layers if task.seq2seq else 0,
-        encoder_attention_heads=args.attention_heads, decoder_attention_heads=args.attention_heads,
-        encoder_ffn_dim=args.ffn_dim, decoder_ffn_dim=args.ffn_dim, activation_function=args.activation_function,
-        dropout=args.dropout, attention_dropout=args.attention_dropout, activation_dropout=args.activation_dropout,
-        max_position_embeddings=args.max_position_embeddings, label_smoothing=args.label_smoothing,
-        attention_score=args.attention_score, attention_normalizer=args.attention_normalizer,
-        attention_pattern=args.attention_pattern, attention_window=args.attention_window,
-        position_encoding=args.position_encoding, norm_placement=args.norm_placement,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id, **labels,
+        encoder_attention_heads=args.attention_heads,
+        decoder_attention_heads=args.attention_heads,
+        encoder_ffn_dim=args.ffn_dim,
+        decoder_ffn_dim=args.ffn_dim,
+        activation_function=args.activation_function,
+        dropout=args.dropout,
+        attention_dropout=args.attention_dropout,
+        activation_dropout=args.activation_dropout,
+        max_position_embeddings=args.max_position_embeddings,
+        label_smoothing=args.label_smoothing,
+        attention_score=args.attention_score,
+        attention_normalizer=args.attention_normalizer,
+        attention_pattern=args.attention_pattern,
+        attention_window=args.attention_window,
+        position_encoding=args.position_encoding,
+        norm_placement=args.norm_placement,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        **labels,
     )
     return task.model_class._from_config(config, attn_implementation=args.attn_implementation)
 
@@ -33,9 +50,15 @@ def build_model(task: Task, tokenizer, label_list, args):
 def generation_config(model, num_beams: int, max_new_tokens: int) -> GenerationConfig:
     """Deterministic decoding (greedy or beam) with the model's special ids."""
     c = model.config
-    return GenerationConfig(decoder_start_token_id=c.decoder_start_token_id, bos_token_id=c.bos_token_id,
-                            eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id, num_beams=num_beams,
-                            max_new_tokens=max_new_tokens, do_sample=False)
+    return GenerationConfig(
+        decoder_start_token_id=c.decoder_start_token_id,
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
+        pad_token_id=c.pad_token_id,
+        num_beams=num_beams,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+    )
 
 
 __all__ = ["build_model", "generation_config"]

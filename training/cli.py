@@ -56,8 +56,13 @@ def add_evaluate_arguments(parser):
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--num_beams", type=int, default=None, help="override the saved generation config")
     parser.add_argument("--max_samples", type=int, default=None, help="score only the first N rows")
-    parser.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="data arguments overriding the saved ones, e.g. test_file=other.tsv data_dir=...")
+    parser.add_argument(
+        "--data",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="data arguments overriding the saved ones, e.g. test_file=other.tsv data_dir=...",
+    )
     return parser
 
 
@@ -103,9 +108,12 @@ COMMANDS: dict[str, Command] = {
 def top_parser() -> argparse.ArgumentParser:
     """`scratchformer COMMAND ...`: the command's name; what follows goes to the command's own parser."""
     listing = "\n".join(f"  {name:<10} {command.help}" for name, command in COMMANDS.items())
-    parser = argparse.ArgumentParser(prog="scratchformer", description=__doc__.split("\n\n")[0],
-                                     epilog=f"commands:\n{listing}\n\n`scratchformer COMMAND --help` for its flags.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scratchformer",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"commands:\n{listing}\n\n`scratchformer COMMAND --help` for its flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
     return parser
 

@@ -40,14 +40,18 @@ def load_task(args, seed: int = 42) -> TaskData:
         raise ValueError(f"no 'train' split; the splits are {list(raw)}")
     if "validation" not in raw and "dev" in raw:
         raw["validation"] = raw.pop("dev")
-    splits = {split: task.standardise(split, raw[split], args) for split in ("train", "validation", "test")
-              if split in raw}
+    splits = {
+        split: task.standardise(split, raw[split], args) for split in ("train", "validation", "test") if split in raw
+    }
     if "validation" not in splits:  # hold out part of train, by a seeded shuffle
         held = splits["train"].train_test_split(test_size=args.validation_split_per_mille / 1000, seed=seed)
         splits["train"] = held["train"]
         splits["validation"] = task.evaluation_split(held["test"])
-        logger.info("validation: %d rows held out of train (validation_split_per_mille=%d)", len(held["test"]),
-                    args.validation_split_per_mille)
+        logger.info(
+            "validation: %d rows held out of train (validation_split_per_mille=%d)",
+            len(held["test"]),
+            args.validation_split_per_mille,
+        )
     if args.max_train_samples:
         splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
     for split, dataset in splits.items():
@@ -65,11 +69,15 @@ def check_labels(task: Task, label_names: list[str] | None, splits: dict[str, Da
     for split, dataset in splits.items():
         unknown = sorted(task.labels_of(dataset) - set(label_list))
         if unknown:
-            raise ValueError(f"{split} split: labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not in the "
-                             f"label list {label_list} (set --label_names to the full list)")
+            raise ValueError(
+                f"{split} split: labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not in the "
+                f"label list {label_list} (set --label_names to the full list)"
+            )
     if len(label_list) < 2:
-        raise ValueError(f"{task.label_column}: found {len(label_list)} distinct label(s) {label_list}; "
-                         "classification needs at least 2")
+        raise ValueError(
+            f"{task.label_column}: found {len(label_list)} distinct label(s) {label_list}; "
+            "classification needs at least 2"
+        )
     return label_list
 
 
@@ -80,14 +88,28 @@ def train_tokenizer(data: TaskData, args, model_max_length: int | None = None):
 
 
 # ----------------------------------------------------------------------------------------------- features
-def tokenize(data: TaskData, tokenizer, max_source_length: int, max_target_length: int, too_long: str,
-             label_all_subwords: bool = False) -> DatasetDict:
+def tokenize(
+    data: TaskData,
+    tokenizer,
+    max_source_length: int,
+    max_target_length: int,
+    too_long: str,
+    label_all_subwords: bool = False,
+) -> DatasetDict:
     """input_ids and labels for every split (the raw columns stay in data.raw, where evaluation reads them)."""
     label_to_id = {label: i for i, label in enumerate(data.label_list or [])}
-    limits = dict(max_source_length=max_source_length, max_target_length=max_target_length, too_long=too_long,
-                  label_all_subwords=label_all_subwords)
-    return DatasetDict({split: Dataset.from_dict(data.task.encode(split, dataset, tokenizer, limits, label_to_id))
-                        for split, dataset in data.raw.items()})
+    limits = dict(
+        max_source_length=max_source_length,
+        max_target_length=max_target_length,
+        too_long=too_long,
+        label_all_subwords=label_all_subwords,
+    )
+    return DatasetDict(
+        {
+            split: Dataset.from_dict(data.task.encode(split, dataset, tokenizer, limits, label_to_id))
+            for split, dataset in data.raw.items()
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------- batching
@@ -103,8 +125,7 @@ class Collator:
             return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
         ids = [r["input_ids"] for r in rows]
-        batch = {"input_ids": pad(ids, self.pad_token_id),
-                 "attention_mask": pad([[1] * len(s) for s in ids], 0)}
+        batch = {"input_ids": pad(ids, self.pad_token_id), "attention_mask": pad([[1] * len(s) for s in ids], 0)}
         if "labels" in rows[0]:
             labels = [r["labels"] for r in rows]
             batch["labels"] = pad(labels, -100) if isinstance(labels[0], list) else torch.tensor(labels)
@@ -127,8 +148,14 @@ class LengthGroupedBatchSampler:
     order. It draws nothing from the global RNG, so a resumed run sees exactly the same batches.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int = 64, max_tokens: int | None = None, seed: int = 0,
-                 shuffle: bool = True):
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int = 64,
+        max_tokens: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
         self.lengths, self.batch_size, self.max_tokens = lengths, batch_size, max_tokens
         self.seed, self.shuffle, self.epoch = seed, shuffle, 0
         self.batches = self.make_batches()
@@ -140,16 +167,23 @@ class LengthGroupedBatchSampler:
 
     def make_batches(self) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist() if self.shuffle else list(range(len(self.lengths)))
+        order = (
+            torch.randperm(len(self.lengths), generator=generator).tolist()
+            if self.shuffle
+            else list(range(len(self.lengths)))
+        )
         window = 100 * (self.batch_size if self.max_tokens is None else max(1, self.max_tokens // 8))
         batches = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
+            chunk = sorted(order[start : start + window], key=lambda i: self.lengths[i])
             batch, longest = [], 0
             for i in chunk:
                 longest_if_added = max(longest, self.lengths[i])
-                full = (len(batch) >= self.batch_size if self.max_tokens is None
-                        else longest_if_added * (len(batch) + 1) > self.max_tokens)
+                full = (
+                    len(batch) >= self.batch_size
+                    if self.max_tokens is None
+                    else longest_if_added * (len(batch) + 1) > self.max_tokens
+                )
                 if batch and full:
                     batches.append(batch)
                     batch, longest_if_added = [], self.lengths[i]
@@ -171,7 +205,7 @@ class LengthGroupedBatchSampler:
 def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Deterministic eval batches of rows sorted by length (less padding, faster generation)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def steps_per_epoch(sampler: LengthGroupedBatchSampler, accumulation: int, num_processes: int = 1) -> int:
@@ -179,5 +213,15 @@ def steps_per_epoch(sampler: LengthGroupedBatchSampler, accumulation: int, num_p
     return max(1, math.ceil(len(sampler) / num_processes) // accumulation)
 
 
-__all__ = ["Collator", "LengthGroupedBatchSampler", "TaskData", "check_labels", "eval_batches", "load_task",
-           "row_lengths", "steps_per_epoch", "tokenize", "train_tokenizer"]
+__all__ = [
+    "Collator",
+    "LengthGroupedBatchSampler",
+    "TaskData",
+    "check_labels",
+    "eval_batches",
+    "load_task",
+    "row_lengths",
+    "steps_per_epoch",
+    "tokenize",
+    "train_tokenizer",
+]

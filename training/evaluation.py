@@ -11,8 +11,9 @@ from .tasks import Task
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, task: Task, features, raw, accelerator=None, batch_size=256, label_list=None,
-             desc="eval") -> tuple[dict, list]:
+def evaluate(
+    model, tokenizer, task: Task, features, raw, accelerator=None, batch_size=256, label_list=None, desc="eval"
+) -> tuple[dict, list]:
     """(scores, with the mean cross-entropy as "loss"; predictions in row order).
 
     Each process takes every num_processes-th batch of length-sorted rows; predictions are gathered before

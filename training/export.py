@@ -151,17 +151,33 @@ class CardInfo:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else cls()
 
     @classmethod
-    def from_run(cls, task: Task, model_args, data_args, train_args, split: str, scores: dict, history: list[dict],
-                 examples: list[dict]) -> "CardInfo":
+    def from_run(
+        cls,
+        task: Task,
+        model_args,
+        data_args,
+        train_args,
+        split: str,
+        scores: dict,
+        history: list[dict],
+        examples: list[dict],
+    ) -> "CardInfo":
         """What `scratchformer train` knows when it ends: the task, its data, the settings, the scores."""
         dataset, dataset_name = task.card_dataset(data_args)
         settings = {**dataclasses.asdict(model_args), **dataclasses.asdict(train_args)}
         return cls(
-            pipeline_tag=task.pipeline_tag, dataset=dataset, dataset_name=dataset_name, dataset_split=split,
-            language=list(task.language), tags=["scratchformer", task.name, *task.tags],
+            pipeline_tag=task.pipeline_tag,
+            dataset=dataset,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            language=list(task.language),
+            tags=["scratchformer", task.name, *task.tags],
             metrics={k: float(v) for k, v in scores.items()},
-            training={k: v for k, v in settings.items()
-                      if isinstance(v, (int, float, str, bool)) and k not in ("output_dir", "resume", "config")},
+            training={
+                k: v
+                for k, v in settings.items()
+                if isinstance(v, (int, float, str, bool)) and k not in ("output_dir", "resume", "config")
+            },
             history=history,
             example_text=task.example_text(examples[0]) if examples else "transformer",
             description=f"Trained with `scratchformer train` (task {task.name}: {task.description}).",
@@ -197,10 +213,25 @@ def is_encoder_only(model) -> bool:
 def architecture_rows(model) -> list[dict]:
     """(setting, value, meaning) for every size and every variant choice of the config."""
     config = model.config
-    names = ["vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
-             "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "activation_function",
-             "max_position_embeddings", *CHOICES, "attention_window", "rope_theta", "scale_embedding",
-             "tie_word_embeddings", "dropout", "attention_dropout"]
+    names = [
+        "vocab_size",
+        "d_model",
+        "encoder_layers",
+        "decoder_layers",
+        "encoder_attention_heads",
+        "decoder_attention_heads",
+        "encoder_ffn_dim",
+        "decoder_ffn_dim",
+        "activation_function",
+        "max_position_embeddings",
+        *CHOICES,
+        "attention_window",
+        "rope_theta",
+        "scale_embedding",
+        "tie_word_embeddings",
+        "dropout",
+        "attention_dropout",
+    ]
     skip = {n for n in names if n.startswith("decoder_")} | {"tie_word_embeddings"} if is_encoder_only(model) else set()
     rows = []
     for name in dict.fromkeys(names):
@@ -247,17 +278,33 @@ def card_data(model, info: CardInfo) -> ModelCardData:
     name = display_name(info)
     dataset_id = hub_dataset_id(info.dataset)
     eval_results = [
-        EvalResult(task_type=pipeline_tag, dataset_type=dataset_id or slug(info.dataset or "custom"),
-                   dataset_name=info.dataset_name or info.dataset or "custom", dataset_split=info.dataset_split,
-                   metric_type=metric, metric_name=metric, metric_value=float(value))
+        EvalResult(
+            task_type=pipeline_tag,
+            dataset_type=dataset_id or slug(info.dataset or "custom"),
+            dataset_name=info.dataset_name or info.dataset or "custom",
+            dataset_split=info.dataset_split,
+            metric_type=metric,
+            metric_name=metric,
+            metric_value=float(value),
+        )
         for metric, value in info.metrics.items()
     ]
-    tags = ["scratchformer", "custom_code", "encoder-only" if is_encoder_only(model) else "encoder-decoder",
-            f"{model.config.attention_pattern}-attention", f"{model.config.position_encoding}-positions", *info.tags]
+    tags = [
+        "scratchformer",
+        "custom_code",
+        "encoder-only" if is_encoder_only(model) else "encoder-decoder",
+        f"{model.config.attention_pattern}-attention",
+        f"{model.config.position_encoding}-positions",
+        *info.tags,
+    ]
     return ModelCardData(
-        library_name="transformers", pipeline_tag=pipeline_tag, license=info.license,
-        language=info.language or None, datasets=[dataset_id] if dataset_id else None,
-        metrics=list(info.metrics) or None, tags=list(dict.fromkeys(tags)),
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        license=info.license,
+        language=info.language or None,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=list(info.metrics) or None,
+        tags=list(dict.fromkeys(tags)),
         model_name=name if eval_results else None,  # the model-index's name; not metadata of its own
         eval_results=eval_results or None,
     )
@@ -272,18 +319,23 @@ def limitations(model, info: CardInfo) -> list[str]:
         f"Inputs longer than {config.max_position_embeddings} tokens are not supported.",
     ]
     if config.attention_normalizer != "softmax":
-        items.append(f"Attention weights come from `{config.attention_normalizer}`, not softmax: a query's "
-                     "weights need not sum to 1, so the attention pictures are not probability distributions.")
+        items.append(
+            f"Attention weights come from `{config.attention_normalizer}`, not softmax: a query's "
+            "weights need not sum to 1, so the attention pictures are not probability distributions."
+        )
     if config.attention_pattern == "window":
         items.append(f"Each token attends only to tokens within {config.attention_window} positions.")
     if config.attention_pattern == "linear":
-        items.append("Linear attention replaces softmax(K^T Q) by phi(K)^T phi(Q) with phi(x) = elu(x) + 1: an "
-                     "approximation, and the attention pictures show these implied weights.")
+        items.append(
+            "Linear attention replaces softmax(K^T Q) by phi(K)^T phi(Q) with phi(x) = elu(x) + 1: an "
+            "approximation, and the attention pictures show these implied weights."
+        )
     return items + list(info.limitations)
 
 
-def render_model_card(model, info: CardInfo, pictures: dict[str, str] | None = None,
-                      repo_ref: str | None = None) -> str:
+def render_model_card(
+    model, info: CardInfo, pictures: dict[str, str] | None = None, repo_ref: str | None = None
+) -> str:
     """README.md text from the model_card.md template; `pictures` maps loss_curve / attention_map to files,
     `repo_ref` is what the snippet loads when info.repo_id is None (the folder's name)."""
     head = head_name(model)
@@ -328,8 +380,13 @@ def dataset_text(info: CardInfo) -> str | None:
 # ----------------------------------------------------------------------------------------------- export
 
 
-def export_for_hub(model, out_dir: str | Path, tokenizer=None, info: CardInfo | None = None,
-                   max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE) -> Path:
+def export_for_hub(
+    model,
+    out_dir: str | Path,
+    tokenizer=None,
+    info: CardInfo | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+) -> Path:
     """Write the Hub folder described in this module's docstring and return its path."""
     head_name(model)
     info = info or CardInfo()

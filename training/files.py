@@ -16,7 +16,9 @@ def file_kind(path: str) -> str:
     if suffix in CONLL:
         return suffix
     if suffix not in BUILDERS:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; allowed: {', '.join(list(BUILDERS) + list(CONLL))} (optionally .gz)")
+        raise ValueError(
+            f"{path}: unknown file type {suffix!r}; allowed: {', '.join(list(BUILDERS) + list(CONLL))} (optionally .gz)"
+        )
     return suffix
 
 

@@ -77,14 +77,25 @@ def load_g014b2b(data_dir: str, dev_per_mille: int = 30) -> DatasetDict:
     """g014b2b train/test from `data_dir`; validation = train words with hash bucket < dev_per_mille."""
     data_dir = Path(data_dir)
     files = {}
-    for split, names in {"train": ("g014b2b.train.gz", "g014b2b.train"), "test": ("g014b2b.test", "g014b2b.test.gz")}.items():
+    for split, names in {
+        "train": ("g014b2b.train.gz", "g014b2b.train"),
+        "test": ("g014b2b.test", "g014b2b.test.gz"),
+    }.items():
         found = [data_dir / n for n in names if (data_dir / n).is_file()]
         if not found:
-            raise FileNotFoundError(f"g014b2b: none of {names} found in {data_dir} (pass the folder that holds them, "
-                                    "e.g. --data_dir ../shared/data/cmudict-g2p-split/g014b2b)")
+            raise FileNotFoundError(
+                f"g014b2b: none of {names} found in {data_dir} (pass the folder that holds them, "
+                "e.g. --data_dir ../shared/data/cmudict-g2p-split/g014b2b)"
+            )
         files[split] = str(found[0])
-    raw = load_dataset("csv", data_files=files, delimiter="\t", column_names=["word", "phonemes"],
-                       quoting=csv.QUOTE_NONE, keep_default_na=False)
+    raw = load_dataset(
+        "csv",
+        data_files=files,
+        delimiter="\t",
+        column_names=["word", "phonemes"],
+        quoting=csv.QUOTE_NONE,
+        keep_default_na=False,
+    )
     pairs = {"train": [], "validation": [], "test": []}
     for word, phones in zip(raw["train"]["word"][:], raw["train"]["phonemes"][:]):
         split = "validation" if word_bucket(word) < dev_per_mille else "train"

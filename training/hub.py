@@ -37,8 +37,10 @@ def resolve_token(token: str | None = None) -> str:
     """The explicit token, else HF_TOKEN, else the one stored by `hf auth login`."""
     token = token or get_token()
     if not token:
-        raise NoTokenError("no Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login` "
-                           "(a token with write access, from https://huggingface.co/settings/tokens)")
+        raise NoTokenError(
+            "no Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login` "
+            "(a token with write access, from https://huggingface.co/settings/tokens)"
+        )
     return token
 
 
@@ -47,8 +49,10 @@ def check_repo_id(repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise ValueError(f"invalid repo id {repo_id!r}: expected 'namespace/name' or 'name' "
-                         f"(letters, digits, '-', '_', '.'); {error}") from None
+        raise ValueError(
+            f"invalid repo id {repo_id!r}: expected 'namespace/name' or 'name' "
+            f"(letters, digits, '-', '_', '.'); {error}"
+        ) from None
 
 
 def load_for_export(model_dir: str | Path) -> tuple:
@@ -57,8 +61,14 @@ def load_for_export(model_dir: str | Path) -> tuple:
     return saved.model, saved.tokenizer
 
 
-def export_folder(model_dir: str | Path, out_dir: str | Path, repo_id: str | None = None,
-                  max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None, info: CardInfo | None = None) -> Path:
+def export_folder(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    repo_id: str | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    loaded=None,
+    info: CardInfo | None = None,
+) -> Path:
     """Write the Hub folder of the saved run `model_dir` to `out_dir` (which must be empty or absent): what
     `push` uploads. With `repo_id` the card's snippets load that repo; without, the folder itself.
     `loaded`, `info`: the (model, tokenizer) and CardInfo of `model_dir` when the caller holds them already
@@ -73,9 +83,16 @@ def export_folder(model_dir: str | Path, out_dir: str | Path, repo_id: str | Non
     return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)
 
 
-def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
-                commit_message: str = DEFAULT_COMMIT_MESSAGE, token: str | None = None,
-                max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, loaded=None, info: CardInfo | None = None) -> CommitInfo:
+def push_to_hub(
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    token: str | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    loaded=None,
+    info: CardInfo | None = None,
+) -> CommitInfo:
     """Export `model_dir` for the Hub and upload it to `repo_id` (created if missing) in one commit.
 
     `private` applies when the repo is created; an existing repo keeps its visibility. `loaded`, `info`: as
@@ -88,8 +105,9 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
     with tempfile.TemporaryDirectory(prefix="scratchformer-push-") as staging:
         # repo.repo_id: with the namespace the Hub chose for a bare name
         export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info)
-        commit = api.upload_folder(repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message,
-                                   repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message, repo_type="model"
+        )
     logger.info("pushed %s to %s", model_dir, commit.commit_url)
     return commit
 
@@ -100,16 +118,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("repo_id", help="Hub repo, 'namespace/name' (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.add_argument("-m", "--message", default=DEFAULT_COMMIT_MESSAGE, help="commit message")
-    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
-                        help="largest safetensors file before the weights are sharded")
+    parser.add_argument(
+        "--max-shard-size",
+        default=DEFAULT_MAX_SHARD_SIZE,
+        help="largest safetensors file before the weights are sharded",
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Push a saved model to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
     try:
-        commit = push_to_hub(args.model_dir, args.repo_id, private=args.private, commit_message=args.message,
-                             max_shard_size=args.max_shard_size)
+        commit = push_to_hub(
+            args.model_dir,
+            args.repo_id,
+            private=args.private,
+            commit_message=args.message,
+            max_shard_size=args.max_shard_size,
+        )
     except (NoTokenError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"scratchformer push: {error}") from None
     print(f"pushed {args.model_dir} to {commit.commit_url}")
@@ -120,10 +146,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """Arguments of `scratchformer export`."""
     parser.add_argument("model_dir", help="the saved model folder (config.json, weights, tokenizer)")
     parser.add_argument("out_dir", help="where to write the Hub folder (new or empty)")
-    parser.add_argument("--repo_id", default=None,
-                        help="the Hub repo the card's snippets load ('namespace/name'); default: the folder")
-    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
-                        help="largest safetensors file before the weights are sharded")
+    parser.add_argument(
+        "--repo_id", default=None, help="the Hub repo the card's snippets load ('namespace/name'); default: the folder"
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        default=DEFAULT_MAX_SHARD_SIZE,
+        help="largest safetensors file before the weights are sharded",
+    )
     return parser
 
 

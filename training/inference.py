@@ -32,8 +32,10 @@ class SavedModel:
     def require_task(self, what: str) -> Task:
         if self.task is None or self.tokenizer is None:
             missing = "a task head" if self.task is None else "tokenizer files"
-            raise ValueError(f"{what} needs a folder with {missing}; this one holds {type(self.model).__name__}"
-                             + ("" if self.tokenizer is not None else " and no tokenizer"))
+            raise ValueError(
+                f"{what} needs a folder with {missing}; this one holds {type(self.model).__name__}"
+                + ("" if self.tokenizer is not None else " and no tokenizer")
+            )
         return self.task
 
 
@@ -41,8 +43,10 @@ def load_saved(model_dir) -> SavedModel:
     """The head that config.json names, its tokenizer, and its task (training_args.json's, else the head's)."""
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{str(folder)!r} is not a saved model folder: it has no config.json "
-                                "(pass a folder written by `scratchformer train` or save_pretrained)")
+        raise FileNotFoundError(
+            f"{str(folder)!r} is not a saved model folder: it has no config.json "
+            "(pass a folder written by `scratchformer train` or save_pretrained)"
+        )
     config = AutoConfig.from_pretrained(folder)
     architecture = (config.architectures or ["ScratchformerForConditionalGeneration"])[0]
     heads = {model_class.__name__: model_class for model_class in scratchformer.AUTO_CLASSES.values()}
@@ -71,8 +75,9 @@ def data_arguments(saved: SavedModel, overrides: dict[str, str] | None) -> DataA
     return data_args
 
 
-def evaluate_saved(model_dir, data_overrides: dict | None = None, split="test", batch_size=256, num_beams=None,
-                   max_samples=None) -> dict:
+def evaluate_saved(
+    model_dir, data_overrides: dict | None = None, split="test", batch_size=256, num_beams=None, max_samples=None
+) -> dict:
     """Score a saved model on a split of its task's data (or of other files given as overrides)."""
     saved = load_saved(model_dir)
     task = saved.require_task("evaluate")
@@ -85,8 +90,14 @@ def evaluate_saved(model_dir, data_overrides: dict | None = None, split="test", 
     if data.label_list is not None:  # the saved model's label ids
         data.label_list = [model.config.id2label[i] for i in range(model.config.num_labels)]
     limit = model.config.max_position_embeddings
-    features = tokenize(data, tokenizer, data_args.max_source_length or limit, data_args.max_target_length or limit,
-                        data_args.too_long, data_args.label_all_subwords)[split]
+    features = tokenize(
+        data,
+        tokenizer,
+        data_args.max_source_length or limit,
+        data_args.max_target_length or limit,
+        data_args.too_long,
+        data_args.label_all_subwords,
+    )[split]
     raw = data.raw[split]
     if max_samples:
         keep = range(min(max_samples, len(features)))

@@ -38,8 +38,9 @@ class LocalMetric(evaluate.Metric):
     lower_is_better: frozenset[str] = frozenset()  # the scores that improve by going down (the rest go up)
 
     def _info(self):
-        return evaluate.MetricInfo(description=self.__doc__, citation="", inputs_description=self.input_spec,
-                                   features=self.input_features)
+        return evaluate.MetricInfo(
+            description=self.__doc__, citation="", inputs_description=self.input_spec, features=self.input_features
+        )
 
 
 class G2PErrorRate(LocalMetric):
@@ -76,8 +77,10 @@ class TranslationScores(LocalMetric):
         if any(len(r) != width for r in references):
             raise ValueError("TranslationScores: every prediction needs the same number of references")
         streams = [[r[k] for r in references] for k in range(width)]  # sacrebleu: one stream per reference
-        return {"bleu": sacrebleu.corpus_bleu(predictions, streams).score,
-                "chrf": sacrebleu.corpus_chrf(predictions, streams).score}
+        return {
+            "bleu": sacrebleu.corpus_bleu(predictions, streams).score,
+            "chrf": sacrebleu.corpus_chrf(predictions, streams).score,
+        }
 
 
 def is_iob(labels) -> bool:
@@ -99,9 +102,11 @@ class TaggingScores(LocalMetric):
             # imported here: seqeval pulls in scikit-learn (~2 s), which only IOB tag sets need
             from seqeval.metrics import f1_score, precision_score, recall_score
 
-            scores |= {"precision": precision_score(references, predictions, zero_division=0),
-                       "recall": recall_score(references, predictions, zero_division=0),
-                       "f1": f1_score(references, predictions, zero_division=0)}
+            scores |= {
+                "precision": precision_score(references, predictions, zero_division=0),
+                "recall": recall_score(references, predictions, zero_division=0),
+                "f1": f1_score(references, predictions, zero_division=0),
+            }
         return scores
 
 
@@ -120,9 +125,18 @@ class ClassificationScores(LocalMetric):
             fn = sum(p != c and r == c for p, r in zip(predictions, references))
             f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
         n = max(len(predictions), 1)
-        return {"accuracy": sum(p == r for p, r in zip(predictions, references)) / n,
-                "macro_f1": sum(f1s) / max(len(f1s), 1)}
+        return {
+            "accuracy": sum(p == r for p, r in zip(predictions, references)) / n,
+            "macro_f1": sum(f1s) / max(len(f1s), 1),
+        }
 
 
-__all__ = ["ClassificationScores", "G2PErrorRate", "LocalMetric", "TaggingScores", "TranslationScores", "edit_distance",
-           "is_iob"]
+__all__ = [
+    "ClassificationScores",
+    "G2PErrorRate",
+    "LocalMetric",
+    "TaggingScores",
+    "TranslationScores",
+    "edit_distance",
+    "is_iob",
+]

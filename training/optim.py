@@ -24,13 +24,15 @@ def make_optimizer(model, args):
         if p.requires_grad:
             (decay if p.dim() >= 2 and "embed" not in name and "shared" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon)
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
+    )
     if args.lr_scheduler == "noam":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam(max(1, args.warmup_steps)))
     else:
-        scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps,
-                                  num_training_steps=args.max_steps)
+        scheduler = get_scheduler(
+            args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=args.max_steps
+        )
     return optimizer, scheduler
 
 

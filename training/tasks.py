@@ -54,8 +54,10 @@ def check_lengths(name: str, lengths: list[int], limit: int, too_long: str, spli
     over = sum(n > limit for n in lengths)
     if not over:
         return
-    message = (f"{split} split: {over} of {len(lengths)} {name} sequences are longer than {limit} tokens "
-               f"(longest {max(lengths)}; limit from --{argument} / the model's max_position_embeddings)")
+    message = (
+        f"{split} split: {over} of {len(lengths)} {name} sequences are longer than {limit} tokens "
+        f"(longest {max(lengths)}; limit from --{argument} / the model's max_position_embeddings)"
+    )
     if too_long == "error":
         raise ValueError(message + "; shorten them, raise the limit, or pass --too_long truncate")
     logger.warning(message + "; they are truncated (too_long=truncate)")
@@ -96,15 +98,19 @@ class Task:
     def check_data_args(self, args):
         """Errors about data arguments that make no sense for this task, before anything is loaded."""
         if args.data_dir:
-            raise ValueError(f"data_dir is the g2p split folder; for task={self.name!r} use "
-                             "train_file/validation_file/test_file")
+            raise ValueError(
+                f"data_dir is the g2p split folder; for task={self.name!r} use train_file/validation_file/test_file"
+            )
 
     def load_raw(self, args) -> DatasetDict:
         """The splits as loaded: a Hub dataset (--dataset_name) or local files (--train_file ...)."""
         if args.dataset_name:
             return load_dataset(args.dataset_name, args.dataset_config)
-        files = {s: f for s, f in (("train", args.train_file), ("validation", args.validation_file),
-                                   ("test", args.test_file)) if f}
+        files = {
+            s: f
+            for s, f in (("train", args.train_file), ("validation", args.validation_file), ("test", args.test_file))
+            if f
+        }
         if "train" not in files:
             raise ValueError(f"task={self.name!r} needs data: --dataset_name (Hub) or --train_file (local file)")
         return load_files(files)
@@ -189,13 +195,19 @@ class Seq2SeqTask(Task):
             first = dataset[0][args.translation_column] if len(dataset) else {}
             absent = [lang for lang in langs if lang not in first]
             if absent:
-                raise ValueError(f"{split} split: languages {absent} not in column {args.translation_column!r} "
-                                 f"(it has {sorted(first)}); set --source_lang/--target_lang")
+                raise ValueError(
+                    f"{split} split: languages {absent} not in column {args.translation_column!r} "
+                    f"(it has {sorted(first)}); set --source_lang/--target_lang"
+                )
             pairs = dataset[args.translation_column][:]
-            dataset = Dataset.from_dict({"source": [p[langs[0]] for p in pairs], "target": [p[langs[1]] for p in pairs]})
+            dataset = Dataset.from_dict(
+                {"source": [p[langs[0]] for p in pairs], "target": [p[langs[1]] for p in pairs]}
+            )
         else:
             require_columns(split, dataset, {"source_column": args.source_column, "target_column": args.target_column})
-            dataset = Dataset.from_dict({"source": dataset[args.source_column][:], "target": dataset[args.target_column][:]})
+            dataset = Dataset.from_dict(
+                {"source": dataset[args.source_column][:], "target": dataset[args.target_column][:]}
+            )
         return dataset if split == "train" else self.evaluation_split(dataset)
 
     def evaluation_split(self, dataset):
@@ -307,7 +319,9 @@ class TokenClassificationTask(Task):
         names = getattr(getattr(dataset.features[args.tags_column], "feature", None), "names", None)
         if names:  # Sequence(ClassLabel) on the Hub
             tags = [[names[t] for t in sentence] for sentence in tags]
-        return Dataset.from_dict({"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]})
+        return Dataset.from_dict(
+            {"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]}
+        )
 
     def labels_of(self, dataset):
         return {tag for row in dataset["tags"][:] for tag in row}
@@ -332,8 +346,10 @@ class TokenClassificationTask(Task):
 
     def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
         best = outputs.logits.argmax(-1).tolist()
-        return [[label_list[p] for p, y in zip(best_row, gold) if y != -100]
-                for best_row, gold in zip(best, batch["labels"].tolist())]
+        return [
+            [label_list[p] for p, y in zip(best_row, gold) if y != -100]
+            for best_row, gold in zip(best, batch["labels"].tolist())
+        ]
 
     def references(self, raw, labels, rows, label_list):
         return [[label_list[y] for y in labels[i] if y != -100] for i in rows]
@@ -342,8 +358,10 @@ class TokenClassificationTask(Task):
         return {"tokens": row["tokens"], "prediction": prediction, "reference": row["tags"]}
 
     def format_example(self, e):  # word/TAG, with the reference tag after it where it differs
-        return " ".join(f"{w}/{p}" + ("" if p == r else f"(ref {r})")
-                        for w, p, r in zip(e["tokens"], e["prediction"], e["reference"]))
+        return " ".join(
+            f"{w}/{p}" + ("" if p == r else f"(ref {r})")
+            for w, p, r in zip(e["tokens"], e["prediction"], e["reference"])
+        )
 
     def example_text(self, e):
         return " ".join(e["tokens"])
@@ -398,7 +416,10 @@ class SequenceClassificationTask(Task):
         input_ids = encode_texts(tokenizer, dataset["text"][:])
         limit = limits["max_source_length"]
         check_lengths("text", [len(s) for s in input_ids], limit, limits["too_long"], split, "max_source_length")
-        return {"input_ids": [cut(s, limit) for s in input_ids], "labels": [label_to_id[y] for y in dataset["label"][:]]}
+        return {
+            "input_ids": [cut(s, limit) for s in input_ids],
+            "labels": [label_to_id[y] for y in dataset["label"][:]],
+        }
 
     def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
         return outputs.logits.argmax(-1).tolist()
@@ -426,8 +447,9 @@ class SequenceClassificationTask(Task):
         return f"{output[0]}  (p={output[1]:.3f})"
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (G2PTask(), TranslationTask(), TokenClassificationTask(),
-                                                       SequenceClassificationTask())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (G2PTask(), TranslationTask(), TokenClassificationTask(), SequenceClassificationTask())
+}
 
 
 def get_task(name: str) -> Task:
@@ -443,5 +465,14 @@ def task_of_architecture(architecture: str) -> Task | None:
     return next((task for task in TASKS.values() if task.model_class_name == architecture), None)
 
 
-__all__ = ["TASKS", "G2PTask", "SequenceClassificationTask", "Seq2SeqTask", "Task", "TokenClassificationTask",
-           "TranslationTask", "get_task", "task_of_architecture"]
+__all__ = [
+    "TASKS",
+    "G2PTask",
+    "SequenceClassificationTask",
+    "Seq2SeqTask",
+    "Task",
+    "TokenClassificationTask",
+    "TranslationTask",
+    "get_task",
+    "task_of_architecture",
+]

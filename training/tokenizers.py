@@ -41,8 +41,10 @@ def train_g2p_tokenizer(words: Iterable[str], phoneme_strings: Iterable[str], mo
     phonemes = sorted({p for phones in phoneme_strings for p in phones.split()})
     clash = set(chars) & set(phonemes)
     if clash:
-        raise ValueError(f"G2P tokenizer: symbols {sorted(clash)} occur both as characters and as phonemes; "
-                         "phonemes are expected upper-case (ARPAbet) and words are lower-cased")
+        raise ValueError(
+            f"G2P tokenizer: symbols {sorted(clash)} occur both as characters and as phonemes; "
+            "phonemes are expected upper-case (ARPAbet) and words are lower-cased"
+        )
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + chars + phonemes)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     backend.normalizer = normalizers.Lowercase()
@@ -79,8 +81,9 @@ def train_text_tokenizer(texts: Iterable[str], kind="bpe", vocab_size=8000, mode
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
     elif kind == "unigram":
         backend = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK,
-                                          show_progress=False)
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False
+        )
     elif kind == "wordpiece":
         backend = Tokenizer(models.WordPiece(unk_token=UNK))
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
@@ -103,4 +106,12 @@ def train_text_tokenizer(texts: Iterable[str], kind="bpe", vocab_size=8000, mode
     return wrap(backend, model_max_length)
 
 
-__all__ = ["SPECIAL_TOKENS", "TOKENIZER_TYPES", "encode_phonemes", "encode_texts", "train_g2p_tokenizer", "train_text_tokenizer", "wrap"]
+__all__ = [
+    "SPECIAL_TOKENS",
+    "TOKENIZER_TYPES",
+    "encode_phonemes",
+    "encode_texts",
+    "train_g2p_tokenizer",
+    "train_text_tokenizer",
+    "wrap",
+]

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -29,7 +29,15 @@ from transformers import AutoTokenizer
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
 from .building import build_model, generation_config
 from .checkpoints import TrainerState, latest_checkpoint, save_checkpoint, save_model_in_place, write_atomic
-from .data import Collator, LengthGroupedBatchSampler, load_task, row_lengths, steps_per_epoch, tokenize, train_tokenizer
+from .data import (
+    Collator,
+    LengthGroupedBatchSampler,
+    load_task,
+    row_lengths,
+    steps_per_epoch,
+    tokenize,
+    train_tokenizer,
+)
 from .evaluation import evaluate
 from .export import CardInfo
 from .hub import check_repo_id, push_to_hub, resolve_token
@@ -74,9 +82,15 @@ class Trainer:
         self.started = time.time()
         self.out = Path(args.output_dir)
         self.log_file = JSONLinesTracker(self.out / "log.jsonl")
-        trackers = [self.log_file] + (["tensorboard"] if "tensorboard" in args.report_to and is_tensorboard_available() else [])
-        self.accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=trackers, project_dir=str(self.out),
-                                       gradient_accumulation_steps=args.gradient_accumulation_steps)
+        trackers = [self.log_file] + (
+            ["tensorboard"] if "tensorboard" in args.report_to and is_tensorboard_available() else []
+        )
+        self.accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            log_with=trackers,
+            project_dir=str(self.out),
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+        )
         self.main = self.accelerator.is_main_process
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("scratchformer").setLevel(logging.INFO if self.main else logging.WARNING)
@@ -95,25 +109,35 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self.tokenizer.save_pretrained(self.out)
             write_atomic(self.out / "training_args.json", json.dumps(to_dict(model_args, data_args, args), indent=2))
-            logger.info("task %s: %s; %s parameters", self.task.name, {k: len(v) for k, v in self.data.raw.items()},
-                        f"{self.model.num_parameters():,}")
+            logger.info(
+                "task %s: %s; %s parameters",
+                self.task.name,
+                {k: len(v) for k, v in self.data.raw.items()},
+                f"{self.model.num_parameters():,}",
+            )
 
     # ------------------------------------------------------------------------------ data, tokenizer, model
     def tokenizer_and_model(self):
         """A new tokenizer and model, or those of --model_name_or_path, or, on --resume, this run's tokenizer."""
         model_args, data = self.model_args, self.data
         source = self.out if self.resume_from is not None else model_args.model_name_or_path
-        tokenizer = (AutoTokenizer.from_pretrained(source) if source is not None
-                     else train_tokenizer(data, self.data_args, model_args.max_position_embeddings))
+        tokenizer = (
+            AutoTokenizer.from_pretrained(source)
+            if source is not None
+            else train_tokenizer(data, self.data_args, model_args.max_position_embeddings)
+        )
         if not model_args.model_name_or_path:
             return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args)
-        model = self.task.model_class.from_pretrained(model_args.model_name_or_path,
-                                                      attn_implementation=model_args.attn_implementation)
+        model = self.task.model_class.from_pretrained(
+            model_args.model_name_or_path, attn_implementation=model_args.attn_implementation
+        )
         if data.label_list:  # keep the saved model's label ids
             saved_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
             if set(data.label_list) - set(saved_labels):
-                raise ValueError(f"labels {sorted(set(data.label_list) - set(saved_labels))} are not among the labels of "
-                                 f"{model_args.model_name_or_path}: {saved_labels}")
+                raise ValueError(
+                    f"labels {sorted(set(data.label_list) - set(saved_labels))} are not among the labels of "
+                    f"{model_args.model_name_or_path}: {saved_labels}"
+                )
             data.label_list = saved_labels
         return tokenizer, model
 
@@ -124,28 +148,40 @@ class Trainer:
         max_target = data_args.max_target_length or config.max_position_embeddings
         for name, value in (("max_source_length", max_source), ("max_target_length", max_target)):
             if value > config.max_position_embeddings and config.position_encoding in ("learned", "sinusoidal"):
-                raise ValueError(f"{name}={value} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
-        features = tokenize(self.data, self.tokenizer, max_source, max_target, data_args.too_long,
-                            data_args.label_all_subwords)
+                raise ValueError(
+                    f"{name}={value} exceeds the model's max_position_embeddings={config.max_position_embeddings}"
+                )
+        features = tokenize(
+            self.data, self.tokenizer, max_source, max_target, data_args.too_long, data_args.label_all_subwords
+        )
         if data_args.max_eval_samples:  # a seeded random subset (the G2P splits are sorted alphabetically)
             keep = subset(len(features["validation"]), data_args.max_eval_samples, self.args.seed)
             features["validation"] = features["validation"].select(keep)
             self.data.raw["validation"] = self.data.raw["validation"].select(keep)
         if self.task.seq2seq:
             longest = max(len(y) for y in features["train"]["labels"][:])
-            self.model.generation_config = generation_config(self.model, self.args.num_beams,
-                                                             min(max_target, 2 * longest + 5))
+            self.model.generation_config = generation_config(
+                self.model, self.args.num_beams, min(max_target, 2 * longest + 5)
+            )
         return features
 
     # ----------------------------------------------------------------------------------------- the loop
     def train(self) -> dict:
         """Train until a stop reason, then test the best model and write the release."""
         args, accelerator = self.args, self.accelerator
-        self.sampler = LengthGroupedBatchSampler(row_lengths(self.features["train"], self.task.seq2seq), args.batch_size,
-                                                 args.batch_tokens or None, seed=args.seed)
-        loader = DataLoader(self.features["train"], batch_sampler=self.sampler,
-                            collate_fn=Collator(self.tokenizer.pad_token_id), num_workers=args.num_workers,
-                            generator=torch.Generator().manual_seed(args.seed))
+        self.sampler = LengthGroupedBatchSampler(
+            row_lengths(self.features["train"], self.task.seq2seq),
+            args.batch_size,
+            args.batch_tokens or None,
+            seed=args.seed,
+        )
+        loader = DataLoader(
+            self.features["train"],
+            batch_sampler=self.sampler,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=args.num_workers,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
         optimizer, self.scheduler = make_optimizer(self.model, args)
         self.model, self.optimizer, loader = accelerator.prepare(self.model, optimizer, loader)
         accelerator.register_for_checkpointing(self.scheduler)  # stepped by us once per optimiser step
@@ -153,8 +189,13 @@ class Trainer:
             accelerator.load_state(str(self.resume_from))
             self.state = TrainerState.load(self.resume_from)
             if self.main:
-                logger.info("resumed from %s at step %d (epoch %d, batch %d)", self.resume_from, self.state.step,
-                            self.state.epoch, self.state.batch_in_epoch)
+                logger.info(
+                    "resumed from %s at step %d (epoch %d, batch %d)",
+                    self.resume_from,
+                    self.state.step,
+                    self.state.epoch,
+                    self.state.batch_in_epoch,
+                )
                 self.log_file.truncate_after(self.state.step)
         accelerator.init_trackers("tensorboard", config=flat_hparams(self.model_args, self.data_args, args))
 
@@ -212,16 +253,19 @@ class Trainer:
         self.state.batch_in_epoch += 1
         rows = batch["input_ids"].shape[0]
         tokens = batch["attention_mask"].sum() + (batch["labels"] != -100).sum() * self.task.seq2seq
-        self.window += torch.stack([loss.detach().float() * rows, torch.tensor(rows, device=self.window.device),
-                                    tokens.float()])
+        self.window += torch.stack(
+            [loss.detach().float() * rows, torch.tensor(rows, device=self.window.device), tokens.float()]
+        )
         return accelerator.sync_gradients
 
     def stop(self) -> Stop | None:
         """Why the loop ends after this step, if it does. Every process decides alike (the clock: the main one's)."""
         args, step = self.args, self.state.step
         if args.early_stopping_patience and self.state.evals_without_improvement >= args.early_stopping_patience:
-            return Stop(StopReason.EARLY_STOPPING, f"early stopping: no better {self.metric_name} in "
-                                                   f"{args.early_stopping_patience} evaluations")
+            return Stop(
+                StopReason.EARLY_STOPPING,
+                f"early stopping: no better {self.metric_name} in {args.early_stopping_patience} evaluations",
+            )
         if args.stop_after_steps and args.stop_after_steps <= step < args.max_steps:
             return Stop(StopReason.PAUSED, f"stop_after_steps={args.stop_after_steps}")
         if args.max_train_minutes:
@@ -241,11 +285,18 @@ class Trainer:
     def log_training(self, bar):
         loss_sum, row_count, token_count = self.accelerator.reduce(self.window, "sum").tolist()
         elapsed = time.time() - self.window_start
-        values = {"train/loss": loss_sum / max(row_count, 1), "train/lr": self.scheduler.get_last_lr()[0],
-                  "train/tokens_per_second": token_count / max(elapsed, 1e-9), "train/epoch": self.state.epoch}
+        values = {
+            "train/loss": loss_sum / max(row_count, 1),
+            "train/lr": self.scheduler.get_last_lr()[0],
+            "train/tokens_per_second": token_count / max(elapsed, 1e-9),
+            "train/epoch": self.state.epoch,
+        }
         self.record(values)
-        bar.set_postfix(loss=f"{values['train/loss']:.3f}", lr=f"{values['train/lr']:.2e}",
-                        tok_s=f"{values['train/tokens_per_second']:.0f}")
+        bar.set_postfix(
+            loss=f"{values['train/loss']:.3f}",
+            lr=f"{values['train/lr']:.2e}",
+            tok_s=f"{values['train/tokens_per_second']:.0f}",
+        )
         self.window.zero_()
         self.window_start = time.time()
 
@@ -255,20 +306,35 @@ class Trainer:
     def validate(self):
         """Score the validation split; on a new best, the model at the top of output_dir is replaced by this one."""
         state = self.state
-        scores, _ = evaluate(self.model, self.tokenizer, self.task, self.features["validation"],
-                             self.data.raw["validation"], self.accelerator, self.args.eval_batch_size,
-                             self.data.label_list, desc=f"validation @ {state.step}")
+        scores, _ = evaluate(
+            self.model,
+            self.tokenizer,
+            self.task,
+            self.features["validation"],
+            self.data.raw["validation"],
+            self.accelerator,
+            self.args.eval_batch_size,
+            self.data.label_list,
+            desc=f"validation @ {state.step}",
+        )
         self.record({f"eval/{k}": v for k, v in scores.items()})
         improved = self.task.is_better(self.metric_name, scores[self.metric_name], state.best_metric)
         if improved:
-            state.best_metric, state.best_step, state.evals_without_improvement = scores[self.metric_name], state.step, 0
+            state.best_metric, state.best_step, state.evals_without_improvement = (
+                scores[self.metric_name],
+                state.step,
+                0,
+            )
             if self.main:
                 save_model_in_place(self.accelerator.unwrap_model(self.model), self.out)
         else:
             state.evals_without_improvement += 1
         if self.main:
-            tqdm.write(f"step {state.step}: validation " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-                       + (" (best)" if improved else ""))
+            tqdm.write(
+                f"step {state.step}: validation "
+                + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                + (" (best)" if improved else "")
+            )
 
     # ------------------------------------------------------------------------------------ test, release
     def finish(self, stop: Stop) -> dict:
@@ -285,21 +351,36 @@ class Trainer:
         if self.data_args.max_test_samples and split == "test":
             keep = subset(len(features), self.data_args.max_test_samples, args.seed)
             features, raw = features.select(keep), raw.select(keep)
-        scores, predictions = evaluate(final, self.tokenizer, task, features, raw, accelerator, args.eval_batch_size,
-                                       self.data.label_list, desc=split)
+        scores, predictions = evaluate(
+            final,
+            self.tokenizer,
+            task,
+            features,
+            raw,
+            accelerator,
+            args.eval_batch_size,
+            self.data.label_list,
+            desc=split,
+        )
         results = {
             split: {**scores, "rows": len(features)},
             "validation_best": {self.metric_name: self.state.best_metric, "step": self.state.best_step},
-            "train": {"steps": self.state.step,
-                      "epochs": self.state.step / steps_per_epoch(self.sampler, args.gradient_accumulation_steps,
-                                                                  accelerator.num_processes),
-                      "train_minutes": self.train_minutes, "total_minutes": (time.time() - self.started) / 60,
-                      "stop_reason": str(stop), "parameters": final.num_parameters()},
+            "train": {
+                "steps": self.state.step,
+                "epochs": self.state.step
+                / steps_per_epoch(self.sampler, args.gradient_accumulation_steps, accelerator.num_processes),
+                "train_minutes": self.train_minutes,
+                "total_minutes": (time.time() - self.started) / 60,
+                "stop_reason": str(stop),
+                "parameters": final.num_parameters(),
+            },
         }
         if not self.main:
             return results
         examples = [task.example(raw[i], prediction, self.data.label_list) for i, prediction in enumerate(predictions)]
-        card = CardInfo.from_run(task, self.model_args, self.data_args, args, split, scores, self.state.history, examples)
+        card = CardInfo.from_run(
+            task, self.model_args, self.data_args, args, split, scores, self.state.history, examples
+        )
         write_atomic(self.out / f"{split}_predictions.jsonl", "".join(json.dumps(e) + "\n" for e in examples))
         write_atomic(self.out / "card_info.json", card.to_json())
         plot_history(self.state.history, self.out / "loss_curve.png")
@@ -307,20 +388,34 @@ class Trainer:
         every = max(1, len(examples) // max(1, args.num_examples))
         self.report(split, scores, examples[::every][: args.num_examples], results)
         if args.push_to_hub:
-            commit = push_to_hub(self.out, args.push_to_hub, private=args.hub_private, loaded=(final, self.tokenizer),
-                                 info=card, commit_message=f"scratchformer {task.name}: {split} {scores}")
+            commit = push_to_hub(
+                self.out,
+                args.push_to_hub,
+                private=args.hub_private,
+                loaded=(final, self.tokenizer),
+                info=card,
+                commit_message=f"scratchformer {task.name}: {split} {scores}",
+            )
             print(f"pushed to {commit.commit_url}")
         return results
 
     def report(self, split, scores, examples, results):
         print(f"\n== {split} ({results[split]['rows']} rows) ==")
-        print("  " + "   ".join(f"{k.upper() if k in ('wer', 'per') else k}: "
-                                f"{100 * v:.2f}%" if k in ("wer", "per", "accuracy", "macro_f1", "f1") else f"{k}: {v:.4f}"
-                                for k, v in scores.items()))
+        print(
+            "  "
+            + "   ".join(
+                f"{k.upper() if k in ('wer', 'per') else k}: {100 * v:.2f}%"
+                if k in ("wer", "per", "accuracy", "macro_f1", "f1")
+                else f"{k}: {v:.4f}"
+                for k, v in scores.items()
+            )
+        )
         for example in examples:
             print("  " + self.task.format_example(example))
-        print(f"  trained {results['train']['steps']} steps in {results['train']['train_minutes']:.1f} min; "
-              f"total {results['train']['total_minutes']:.1f} min; saved to {self.out}")
+        print(
+            f"  trained {results['train']['steps']} steps in {results['train']['train_minutes']:.1f} min; "
+            f"total {results['train']['total_minutes']:.1f} min; saved to {self.out}"
+        )
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments) -> dict:
