@@ -28,6 +28,7 @@ SCHEDULERS = (
 )
 TOO_LONG = ("truncate", "error")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+NONFINITE_LOSS = ("stop", "skip")
 
 
 @dataclass
@@ -147,6 +148,13 @@ class TrainArguments:
     )
     num_beams: int = 1
     resume: bool = field(default=False, metadata={"help": "continue from output_dir/checkpoints/latest"})
+    nonfinite_loss: str = field(
+        default="stop",
+        metadata={
+            "help": "a NaN/inf training loss: stop (with the step and what is intact on disk) or skip the batch "
+            "(counted, reported in all_results.json)"
+        },
+    )
     stop_after_steps: int | None = field(
         default=None,
         metadata={
@@ -231,6 +239,7 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
     allowed("lr_scheduler", train_args.lr_scheduler, SCHEDULERS)
     allowed("too_long", data_args.too_long, TOO_LONG)
     allowed("mixed_precision", train_args.mixed_precision, MIXED_PRECISION)
+    allowed("nonfinite_loss", train_args.nonfinite_loss, NONFINITE_LOSS)
     allowed("attn_implementation", model_args.attn_implementation, ("sdpa", "eager"))
     allowed("tokenizer_type", data_args.tokenizer_type, TOKENIZER_TYPES)
     for name in (

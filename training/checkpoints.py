@@ -10,10 +10,13 @@
 So the folder is a loadable model (`from_pretrained(output_dir)`) from the first evaluation on, and the
 finished release needs no copy: the best weights are already where they belong. A checkpoint holds the model,
 optimiser, scheduler and RNG states (accelerator.save_state) plus trainer_state.json; it is written to a
-temporary folder and renamed, then the `latest` symlink is replaced, so a kill never breaks `latest`.
+temporary folder and renamed, then the `latest` symlink is replaced, so a kill never breaks `latest`; the
+checksums written with it let --resume pass over a checkpoint whose files were damaged later.
 """
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -21,8 +24,11 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
+CHECKSUMS = "checksums.json"  # bytes and sha256 of every file of a checkpoint, written last
 
 
 @dataclass
@@ -33,6 +39,7 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    skipped_batches: int = 0  # batches whose loss was NaN/inf, under nonfinite_loss="skip"
     history: list = field(default_factory=list)  # tracking.py's entries: train/... and eval/... by step
 
     @classmethod
@@ -57,6 +64,41 @@ def save_model_in_place(model, out_dir: Path):
     tmp.rmdir()
 
 
+def file_digests(folder: Path) -> dict[str, dict]:
+    """relative path -> {"bytes": size, "sha256": digest} of every file below `folder` but the list itself."""
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS):
+        with path.open("rb") as f:
+            digests[str(path.relative_to(folder))] = {
+                "bytes": path.stat().st_size,
+                "sha256": hashlib.file_digest(f, "sha256").hexdigest(),
+            }
+    return digests
+
+
+def damage(checkpoint: Path) -> list[str]:
+    """What is wrong with a checkpoint, file by file, against the checksums written with it ([]: intact)."""
+    if not (checkpoint / TRAINER_STATE).is_file():
+        return [f"{TRAINER_STATE} is missing (the write did not finish)"]
+    if not (checkpoint / CHECKSUMS).is_file():
+        return []  # written before checksums existed: nothing to check against
+    expected = json.loads((checkpoint / CHECKSUMS).read_text())
+    found = file_digests(checkpoint)
+    problems = []
+    for name, want in expected.items():
+        have = found.get(name)
+        if have is None:
+            problems.append(f"{name} is missing")
+        elif have["bytes"] != want["bytes"]:
+            problems.append(f"{name} has {have['bytes']} bytes, {want['bytes']} were written (truncated?)")
+        elif have["sha256"] != want["sha256"]:
+            problems.append(
+                f"{name} differs from what was written (sha256 {have['sha256'][:12]}..., "
+                f"expected {want['sha256'][:12]}...)"
+            )
+    return problems
+
+
 def latest_checkpoint(output_dir) -> Path | None:
     """checkpoints/latest, else the newest complete checkpoint-N (one holding trainer_state.json)."""
     root = Path(output_dir) / CHECKPOINTS
@@ -66,8 +108,28 @@ def latest_checkpoint(output_dir) -> Path | None:
     return complete[-1] if complete else None
 
 
+def intact_checkpoint(output_dir) -> Path | None:
+    """The newest checkpoint whose files are all as written; each newer damaged one is reported (with the file
+    and what is wrong) and passed over. Raises when there are checkpoints but none is intact."""
+    root = Path(output_dir) / CHECKPOINTS
+    candidates = sorted((p for p in root.glob("checkpoint-*") if p.is_dir()), reverse=True)
+    reports = []
+    for checkpoint in candidates:
+        problems = damage(checkpoint)
+        if not problems:
+            for report in reports:
+                logger.warning("%s; resuming from %s instead", report, checkpoint.name)
+            return checkpoint
+        reports.append(f"{checkpoint} is damaged: " + "; ".join(problems))
+    if reports:
+        raise RuntimeError("no intact checkpoint to resume from:\n  " + "\n  ".join(reports))
+    return None
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir, state: TrainerState, total_limit: int):
-    """save_state into a temporary folder, rename it, then repoint `latest`; keep the newest `total_limit`."""
+    """save_state into a temporary folder, add trainer_state.json and the checksums of every file, rename the
+    folder, then repoint `latest`; keep the newest `total_limit`. A write that fails (a full disk) removes its
+    temporary folder and raises, naming the checkpoint that stays intact."""
     root = Path(output_dir) / CHECKPOINTS
     name = f"checkpoint-{state.step:07d}"
     tmp, final = root / f".tmp-{name}", root / name
@@ -75,9 +137,22 @@ def save_checkpoint(accelerator: Accelerator, output_dir, state: TrainerState, t
         shutil.rmtree(tmp, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / TRAINER_STATE).write_text(json.dumps(asdict(state)))
+            (tmp / CHECKSUMS).write_text(json.dumps(file_digests(tmp), indent=1))
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(output_dir)
+        intact = f"{previous.name} is intact and `latest` points to it" if previous else "there is no earlier one"
+        raise OSError(
+            error.errno,
+            f"could not write checkpoint {name} ({error.strerror or error}); {intact}. "
+            "Free some space, then continue with --resume",
+        ) from error
     if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(asdict(state)))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -91,4 +166,13 @@ def save_checkpoint(accelerator: Accelerator, output_dir, state: TrainerState, t
     accelerator.wait_for_everyone()
 
 
-__all__ = ["TrainerState", "latest_checkpoint", "save_checkpoint", "save_model_in_place", "write_atomic"]
+__all__ = [
+    "TrainerState",
+    "damage",
+    "file_digests",
+    "intact_checkpoint",
+    "latest_checkpoint",
+    "save_checkpoint",
+    "save_model_in_place",
+    "write_atomic",
+]

@@ -13,7 +13,6 @@ them to its standard columns; this module runs the steps every task shares:
 """
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -141,12 +140,19 @@ def row_lengths(dataset: Dataset, seq2seq: bool) -> list[int]:
 
 
 class LengthGroupedBatchSampler:
-    """Shuffled batches of similar-length rows, reproducible from (seed, epoch).
+    """Shuffled batches of similar-length rows, reproducible from (seed, epoch), cut for `num_processes`.
 
-    Each epoch: permute the rows (torch.Generator seeded with seed + epoch), sort windows of 100 batches by
-    length, cut batches of `batch_size` rows or of at most `max_tokens` padded tokens, then shuffle the batch
-    order. It draws nothing from the global RNG, so a resumed run sees exactly the same batches.
+    Each epoch: permute the rows (torch.Generator seeded with seed + epoch), sort windows of 100 global
+    batches by length, cut global batches of `batch_size` rows or of at most `max_tokens` padded tokens *per
+    process*, shuffle their order, and split each global batch into `num_processes` pieces (rows k, k + P,
+    ... go to piece k), yielded one after the other. Under `accelerate launch`, accelerate's BatchSamplerShard
+    hands process r the pieces at positions r, r + P, ... (``batch_size = None`` tells it that the pieces vary
+    in length), so every step process r trains on piece r of the same global batch, and one process with P
+    times the batch trains on the whole of it. It draws nothing from the global RNG, so a resumed run sees
+    exactly the same batches.
     """
+
+    batch_size = None  # for accelerate: pieces of varying length (the rows per piece are `rows_per_process`)
 
     def __init__(
         self,
@@ -155,9 +161,12 @@ class LengthGroupedBatchSampler:
         max_tokens: int | None = None,
         seed: int = 0,
         shuffle: bool = True,
+        num_processes: int = 1,
     ):
-        self.lengths, self.batch_size, self.max_tokens = lengths, batch_size, max_tokens
-        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        if len(lengths) < num_processes:
+            raise ValueError(f"{len(lengths)} training rows cannot feed {num_processes} processes")
+        self.lengths, self.rows_per_process, self.max_tokens = lengths, batch_size, max_tokens
+        self.seed, self.shuffle, self.epoch, self.num_processes = seed, shuffle, 0, num_processes
         self.batches = self.make_batches()
 
     def set_epoch(self, epoch: int):
@@ -165,35 +174,45 @@ class LengthGroupedBatchSampler:
             self.epoch = epoch
             self.batches = self.make_batches()
 
-    def make_batches(self) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+    def global_batches(self, generator) -> list[list[int]]:
+        """Batches of all processes together: at most P * batch_size rows or P * max_tokens padded tokens,
+        and at least P rows (a short last batch of a window joins the one before it)."""
+        processes = self.num_processes
         order = (
             torch.randperm(len(self.lengths), generator=generator).tolist()
             if self.shuffle
             else list(range(len(self.lengths)))
         )
-        window = 100 * (self.batch_size if self.max_tokens is None else max(1, self.max_tokens // 8))
+        rows, tokens = self.rows_per_process * processes, self.max_tokens and self.max_tokens * processes
+        window = 100 * (rows if tokens is None else max(1, tokens // 8))
         batches = []
         for start in range(0, len(order), window):
             chunk = sorted(order[start : start + window], key=lambda i: self.lengths[i])
-            batch, longest = [], 0
+            window_batches, batch, longest = [], [], 0
             for i in chunk:
                 longest_if_added = max(longest, self.lengths[i])
-                full = (
-                    len(batch) >= self.batch_size
-                    if self.max_tokens is None
-                    else longest_if_added * (len(batch) + 1) > self.max_tokens
-                )
-                if batch and full:
-                    batches.append(batch)
+                full = len(batch) >= rows if tokens is None else longest_if_added * (len(batch) + 1) > tokens
+                if len(batch) >= processes and full:
+                    window_batches.append(batch)
                     batch, longest_if_added = [], self.lengths[i]
                 batch.append(i)
                 longest = longest_if_added
-            if batch:
-                batches.append(batch)
+            if len(batch) < processes and window_batches:
+                window_batches[-1] += batch
+            elif batch:
+                window_batches.append(batch)
+            batches += window_batches
+        if len(batches[-1]) < processes:  # the last window alone was too short: it joins the one before
+            batches[-2] += batches.pop()
+        return batches
+
+    def make_batches(self) -> list[list[int]]:
+        """The pieces, process by process: [batch 0 piece 0, ..., batch 0 piece P-1, batch 1 piece 0, ...]."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = self.global_batches(generator)
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        return batches
+        return [batch[k :: self.num_processes] for batch in batches for k in range(self.num_processes)]
 
     def __iter__(self):
         return iter(self.batches)
@@ -208,9 +227,9 @@ def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def steps_per_epoch(sampler: LengthGroupedBatchSampler, accumulation: int, num_processes: int = 1) -> int:
-    """Optimiser steps in one pass over the batches (each process takes every num_processes-th batch)."""
-    return max(1, math.ceil(len(sampler) / num_processes) // accumulation)
+def steps_per_epoch(sampler: LengthGroupedBatchSampler, accumulation: int) -> int:
+    """Optimiser steps in one pass over the global batches."""
+    return max(1, len(sampler) // sampler.num_processes // accumulation)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ Standard columns after ``standardise`` (what every later step reads):
 """
 
 import logging
+import math
 
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
@@ -90,6 +91,9 @@ class Task:
         return metric_name != "loss" and metric_name not in self.metric.lower_is_better
 
     def is_better(self, metric_name: str, value: float, best: float | None) -> bool:
+        """A NaN or infinite score is never better: a diverged model never becomes the best one."""
+        if not math.isfinite(value):
+            return False
         if best is None:
             return True
         return value > best if self.greater_is_better(metric_name) else value < best

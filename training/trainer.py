@@ -28,7 +28,7 @@ from transformers import AutoTokenizer
 
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
 from .building import build_model, generation_config
-from .checkpoints import TrainerState, latest_checkpoint, save_checkpoint, save_model_in_place, write_atomic
+from .checkpoints import TrainerState, intact_checkpoint, save_checkpoint, save_model_in_place, write_atomic
 from .data import (
     Collator,
     LengthGroupedBatchSampler,
@@ -95,7 +95,7 @@ class Trainer:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("scratchformer").setLevel(logging.INFO if self.main else logging.WARNING)
         set_seed(args.seed)
-        self.resume_from = latest_checkpoint(self.out) if args.resume else None
+        self.resume_from = intact_checkpoint(self.out) if args.resume else None
         if args.resume and self.resume_from is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {self.out / 'checkpoints'}")
         self.state = TrainerState()
@@ -106,8 +106,6 @@ class Trainer:
         self.tokenizer, self.model = self.tokenizer_and_model()
         self.features = self.tokenized()
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            self.tokenizer.save_pretrained(self.out)
             write_atomic(self.out / "training_args.json", json.dumps(to_dict(model_args, data_args, args), indent=2))
             logger.info(
                 "task %s: %s; %s parameters",
@@ -118,14 +116,25 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ data, tokenizer, model
     def tokenizer_and_model(self):
-        """A new tokenizer and model, or those of --model_name_or_path, or, on --resume, this run's tokenizer."""
-        model_args, data = self.model_args, self.data
-        source = self.out if self.resume_from is not None else model_args.model_name_or_path
-        tokenizer = (
-            AutoTokenizer.from_pretrained(source)
-            if source is not None
-            else train_tokenizer(data, self.data_args, model_args.max_position_embeddings)
-        )
+        """A new tokenizer and model, or those of --model_name_or_path, or, on --resume, this run's tokenizer.
+
+        The tokenizer is saved to output_dir once, by the main process; a new one is trained there only (the
+        `tokenizers` trainers order tied symbols differently from run to run) and every other process loads it."""
+        model_args, data, accelerator = self.model_args, self.data, self.accelerator
+        if self.resume_from is not None:
+            tokenizer = AutoTokenizer.from_pretrained(self.out)
+        else:
+            with accelerator.main_process_first():
+                if self.main:
+                    tokenizer = (
+                        AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+                        if model_args.model_name_or_path
+                        else train_tokenizer(data, self.data_args, model_args.max_position_embeddings)
+                    )
+                    self.out.mkdir(parents=True, exist_ok=True)
+                    tokenizer.save_pretrained(self.out)
+                else:
+                    tokenizer = AutoTokenizer.from_pretrained(self.out)
         if not model_args.model_name_or_path:
             return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args)
         model = self.task.model_class.from_pretrained(
@@ -174,6 +183,7 @@ class Trainer:
             args.batch_size,
             args.batch_tokens or None,
             seed=args.seed,
+            num_processes=accelerator.num_processes,
         )
         loader = DataLoader(
             self.features["train"],
@@ -217,6 +227,10 @@ class Trainer:
         bar = tqdm(total=args.max_steps, initial=state.step, disable=not self.main, desc="train", dynamic_ncols=True)
         self.window = torch.zeros(3, device=accelerator.device)  # loss * rows, rows, tokens since the last log
         self.window_start = self.loop_start = time.time()
+        self.train_minutes = 0.0
+        if state.step >= args.max_steps:  # resumed from the last checkpoint of a run that had ended
+            bar.close()
+            return Stop(StopReason.MAX_STEPS, "max_steps reached")
         while True:
             self.sampler.set_epoch(state.epoch)
             batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
@@ -239,10 +253,18 @@ class Trainer:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
     def training_step(self, batch) -> bool:
-        """Forward, backward and (when the accumulation is complete) an optimiser step; True after a step."""
+        """Forward, backward and (when the accumulation is complete) an optimiser step; True after a step.
+
+        A NaN/inf loss on any process stops the run (nonfinite_loss="stop") or drops the batch, with what it had
+        accumulated, from the step on every process ("skip"; counted in the state)."""
         accelerator = self.accelerator
         with accelerator.accumulate(self.model):
             loss = self.model(**batch).loss
+            if self.nonfinite(loss):
+                self.optimizer.zero_grad()
+                self.state.batch_in_epoch += 1
+                self.state.skipped_batches += 1
+                return False
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.args.max_grad_norm:
                 accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
@@ -257,6 +279,28 @@ class Trainer:
             [loss.detach().float() * rows, torch.tensor(rows, device=self.window.device), tokens.float()]
         )
         return accelerator.sync_gradients
+
+    def nonfinite(self, loss) -> bool:
+        """Whether the loss is NaN/inf on any process (all processes agree); raises under nonfinite_loss="stop"."""
+        flag = torch.tensor(float(not torch.isfinite(loss.detach()).item()), device=self.accelerator.device)
+        if self.accelerator.reduce(flag, "sum").item() == 0:
+            return False
+        where = f"step {self.state.step + 1} (epoch {self.state.epoch}, batch {self.state.batch_in_epoch} of it)"
+        if self.args.nonfinite_loss == "skip":
+            logger.warning(
+                "the training loss is %s at %s: batch skipped (%d so far)",
+                loss.item(),
+                where,
+                self.state.skipped_batches + 1,
+            )
+            return True
+        checkpoint = intact_checkpoint(self.out) if (self.out / "checkpoints").is_dir() else None
+        raise FloatingPointError(
+            f"the training loss is {loss.item()} at {where}; nothing was saved from this step: "
+            f"{'the checkpoint ' + checkpoint.name if checkpoint else 'no checkpoint yet'} and the best model so far "
+            f"in {self.out} are intact. Lower the learning rate (or use fp32/bf16 instead of fp16), or pass "
+            "--nonfinite_loss skip to skip such batches"
+        )
 
     def stop(self) -> Stop | None:
         """Why the loop ends after this step, if it does. Every process decides alike (the clock: the main one's)."""
@@ -367,11 +411,11 @@ class Trainer:
             "validation_best": {self.metric_name: self.state.best_metric, "step": self.state.best_step},
             "train": {
                 "steps": self.state.step,
-                "epochs": self.state.step
-                / steps_per_epoch(self.sampler, args.gradient_accumulation_steps, accelerator.num_processes),
+                "epochs": self.state.step / steps_per_epoch(self.sampler, args.gradient_accumulation_steps),
                 "train_minutes": self.train_minutes,
                 "total_minutes": (time.time() - self.started) / 60,
                 "stop_reason": str(stop),
+                "skipped_batches": self.state.skipped_batches,
                 "parameters": final.num_parameters(),
             },
         }
