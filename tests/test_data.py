@@ -66,9 +66,12 @@ def test_translation_json_with_language_pairs(tmp_path):
     path = write(tmp_path / "train.jsonl", "\n".join(json.dumps(r) for r in rows))
     data = load_task(DataArguments(task="translation", train_file=path, source_lang="de", target_lang="en"))
     assert set(data.raw) == {"train", "validation"}
-    assert data.raw["train"][0].keys() == {"source", "target"}
-    assert data.raw["validation"].column_names == ["source", "references"]
+    assert data.raw["train"][0].keys() == {"source", "target", "_line"}  # and the line each row came from
+    assert set(data.raw["validation"].column_names) == {"source", "references", "_line"}
     assert len(data.raw["train"]) + len(data.raw["validation"]) == 30
+    for row in [*data.raw["train"], *data.raw["validation"]]:  # line n holds row n - 1: "hallo {n - 1}"
+        assert row["source"] == f"hallo {row['_line'] - 1}"
+    assert data.where("validation", [0]) == f"{path}:{data.raw['validation'][0]['_line']}"
     with pytest.raises(ValueError, match=r"languages \['fr'\] not in column 'translation'"):
         load_task(DataArguments(task="translation", train_file=path, source_lang="de", target_lang="fr"))
 
@@ -101,11 +104,9 @@ def test_unknown_task_and_empty_split(tmp_path):
 def test_labels_outside_the_label_list(tmp_path):
     train = write(tmp_path / "train.tsv", "text\tlabel\ngood\tpos\nbad\tneg\n")
     dev = write(tmp_path / "dev.tsv", "text\tlabel\nmeh\tneutral\n")
-    with pytest.raises(
-        ValueError, match=r"validation split: labels \['neutral'\] are not in the label list \['neg', 'pos'\]"
-    ):
+    with pytest.raises(ValueError, match=r"dev.tsv:2: labels \['neutral'\] are not in the label list \['neg', 'pos'\]"):
         load_task(DataArguments(task="sequence-classification", train_file=train, validation_file=dev))
-    with pytest.raises(ValueError, match=r"train split: labels \['neg'\]"):
+    with pytest.raises(ValueError, match=r"train.tsv:3: labels \['neg'\]"):
         load_task(
             DataArguments(
                 task="sequence-classification", train_file=train, validation_file=train, label_names=["pos", "other"]

@@ -226,3 +226,110 @@ def test_a_nan_loss_skipped_is_counted_and_no_weight_becomes_nan(tmp_path, g2p_f
         e["train/loss"] for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "train/loss" in e
     ]
     assert len(losses) == 6 and all(loss == loss for loss in losses)  # no NaN logged
+
+
+BAD_INPUTS = {  # name -> (file name, bytes, extra arguments, the error, naming the file and the line)
+    "empty text": (
+        "a.tsv",
+        b"text\tlabel\ngood film\tpos\n \tneg\nbad film\tneg\n",
+        [],
+        r"a.tsv:3: empty 'text' \(1 of 3 train rows\)",
+    ),
+    "empty text, jsonl": (
+        "a.jsonl",
+        b'{"text": "good", "label": "pos"}\n\n{"text": "", "label": "neg"}\n',
+        [],
+        r"a.jsonl:3: empty 'text'",
+    ),
+    "not UTF-8": (
+        "a.tsv",
+        b"text\tlabel\ngood film\tpos\nbad \xff film\tneg\n",
+        [],
+        r"a.tsv:3: not UTF-8 \(byte 0xff at column 5\)",
+    ),
+    "label outside the list": (
+        "a.tsv",
+        b"text\tlabel\ngood\tpos\nbad\tmeh\nok\tneg\nfine\tmeh\n",
+        ["label_names=pos,neg"],
+        r"a.tsv:3, a.tsv:5: labels \['meh'\] are not in the label list",
+    ),
+    "all-padding row": (
+        "a.tsv",
+        b"text\tlabel\ngood film\tpos\n<pad> <pad>\tneg\nbad film\tneg\n",
+        ["tokenizer_type=wordpiece"],
+        r"a.tsv:3: the input has no token but special ones",
+    ),
+    "over-long line": (
+        "a.tsv",
+        b"text\tlabel\ngood\tpos\nbad " + b"very " * 40 + b"bad\tneg\n",
+        ["max_source_length=16", "too_long=error"],
+        r"1 of 2 text sequences are longer than 16 tokens \(longest \d+, at a.tsv:3;",
+    ),
+    "unknown tag, CoNLL-U": (
+        "a.conllu",
+        b"# c\n1\tthe\t_\tDET\t_\t_\t_\t_\t_\t_\n\n# c\n1\tdog\t_\tNOUN\t_\t_\t_\t_\t_\t_\n"
+        b"2\truns\t_\tVRB\t_\t_\t_\t_\t_\t_\n\n",
+        ["label_names=DET,NOUN,VERB"],
+        r"a.conllu:5: labels \['VRB'\] are not in the label list",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_is_an_error_naming_the_file_and_line_before_training(tmp_path, name, monkeypatch):
+    filename, content, extra, message = BAD_INPUTS[name]
+    monkeypatch.chdir(tmp_path)  # the message names the file as given
+    (tmp_path / filename).write_bytes(content)
+    task = "token-classification" if filename.endswith(".conllu") else "sequence-classification"
+    values = dict(
+        task=task,
+        train_file=filename,
+        validation_file=filename,
+        tokenizer_type="char",
+        max_steps=2,
+        d_model=16,
+        encoder_layers=1,
+        attention_heads=2,
+        ffn_dim=16,
+        output_dir="out",
+        report_to=[],
+    )
+    for item in extra:
+        key, value = item.split("=")
+        values[key] = value.split(",") if key == "label_names" else int(value) if value.isdigit() else value
+    with pytest.raises(ValueError, match=message):
+        train(
+            *[
+                cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+                for cls in (ModelArguments, DataArguments, TrainArguments)
+            ]
+        )
+    assert not (tmp_path / "out" / "checkpoints").exists() and not (tmp_path / "out" / "log.jsonl").exists()
+
+
+def test_over_long_rows_truncated_are_counted_and_located(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.tsv").write_text("text\tlabel\ngood\tpos\nbad " + "very " * 40 + "bad\tneg\nfine\tpos\nawful\tneg\n")
+    values = dict(
+        task="sequence-classification",
+        train_file="a.tsv",
+        validation_file="a.tsv",
+        tokenizer_type="char",
+        max_steps=2,
+        d_model=16,
+        encoder_layers=1,
+        attention_heads=2,
+        ffn_dim=16,
+        output_dir="out",
+        report_to=[],
+        max_source_length=16,
+    )
+    results = train(
+        *[
+            cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+            for cls in (ModelArguments, DataArguments, TrainArguments)
+        ]
+    )
+    warnings = [r.getMessage() for r in caplog.records if "longer than 16 tokens" in r.getMessage()]
+    assert len(warnings) == 2 and all("1 of 4 text sequences" in w and "at a.tsv:3" in w for w in warnings)
+    assert results["validation"]["rows"] == 4  # nothing dropped

@@ -168,7 +168,10 @@ def test_g2p_learns_and_saves_a_complete_release(tmp_path, files, capsys, monkey
     monkeypatch.setattr(
         trainer,
         "save_model_in_place",
-        lambda model, folder: (model_saves.append(folder), checkpoints.save_model_in_place(model, folder)),
+        lambda model, folder, weights: (
+            model_saves.append(folder),
+            checkpoints.save_model_in_place(model, folder, weights),
+        ),
     )
     results = run(
         out,

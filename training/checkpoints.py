@@ -54,11 +54,12 @@ def write_atomic(path: Path, content: str):
     os.replace(tmp, path)
 
 
-def save_model_in_place(model, out_dir: Path):
-    """save_pretrained into a temporary sibling folder, then move each file over its namesake in `out_dir`."""
+def save_model_in_place(model, out_dir: Path, state_dict: dict | None = None):
+    """save_pretrained into a temporary sibling folder, then move each file over its namesake in `out_dir`.
+    `state_dict`: the whole weights when the model is sharded across processes (accelerator.get_state_dict)."""
     tmp = out_dir / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     for item in tmp.iterdir():
         os.replace(item, out_dir / item.name)
     tmp.rmdir()

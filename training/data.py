@@ -13,11 +13,12 @@ them to its standard columns; this module runs the steps every task shares:
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from datasets import Dataset, DatasetDict
 
+from .files import LINE
 from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,31 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TaskData:
     task: Task
-    raw: DatasetDict  # the task's standard columns (tasks.py)
+    raw: DatasetDict  # the task's standard columns (tasks.py), and the source line of each row where known
     label_list: list[str] | None = None
+    files: dict[str, str] = field(default_factory=dict)  # split -> the file its rows come from
+
+    def where(self, split: str, rows: list[int], most: int = 3) -> str:
+        """'train.tsv:12, train.tsv:40 (and 3 more)': the places of `rows` of a split, lines where known."""
+        dataset, file = self.raw[split], self.files.get(split)
+        if file and LINE in dataset.column_names:
+            lines = dataset[LINE][:]
+            places = [f"{file}:{lines[i]}" for i in rows[:most]]
+        else:
+            places = [f"{split} split row {i + 1}" + (f" of {file}" if file else "") for i in rows[:most]]
+        return ", ".join(places) + (f" (and {len(rows) - most} more)" if len(rows) > most else "")
+
+
+def source_files(args) -> dict[str, str]:
+    """split -> where its rows come from: the local file, or the Hub dataset."""
+    if args.dataset_name:
+        return {split: args.dataset_name for split in ("train", "validation", "test")}
+    files = {
+        s: f
+        for s, f in (("train", args.train_file), ("validation", args.validation_file), ("test", args.test_file))
+        if f
+    }
+    return files | ({"validation": args.train_file} if args.train_file and not args.validation_file else {})
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -39,9 +63,14 @@ def load_task(args, seed: int = 42) -> TaskData:
         raise ValueError(f"no 'train' split; the splits are {list(raw)}")
     if "validation" not in raw and "dev" in raw:
         raw["validation"] = raw.pop("dev")
-    splits = {
-        split: task.standardise(split, raw[split], args) for split in ("train", "validation", "test") if split in raw
-    }
+
+    def standardised(split, dataset):
+        out = task.standardise(split, dataset, args)
+        if LINE in dataset.column_names and LINE not in out.column_names:  # rows map one to one
+            out = out.add_column(LINE, dataset[LINE][:])
+        return out
+
+    splits = {split: standardised(split, raw[split]) for split in ("train", "validation", "test") if split in raw}
     if "validation" not in splits:  # hold out part of train, by a seeded shuffle
         held = splits["train"].train_test_split(test_size=args.validation_split_per_mille / 1000, seed=seed)
         splits["train"] = held["train"]
@@ -56,21 +85,49 @@ def load_task(args, seed: int = 42) -> TaskData:
     for split, dataset in splits.items():
         if len(dataset) == 0:
             raise ValueError(f"the {split} split is empty")
-    label_list = check_labels(task, args.label_names, splits)
-    return TaskData(task, DatasetDict(splits), label_list)
+    data = TaskData(task, DatasetDict(splits), files=source_files(args))
+    check_empty(data)
+    data.label_list = check_labels(data, args.label_names)
+    return data
 
 
-def check_labels(task: Task, label_names: list[str] | None, splits: dict[str, Dataset]) -> list[str] | None:
-    """The label list (given, or sorted from train); any label outside it is an error naming the labels."""
+def check_empty(data: TaskData):
+    """An empty text (or token, or reference) is an error naming where it is: it would train on nothing."""
+    for split, dataset in data.raw.items():
+        for column in data.task.text_columns:
+            if column not in dataset.column_names:
+                continue
+            values = dataset[column][:]
+            empty = [
+                i
+                for i, v in enumerate(values)
+                if (not v.strip() if isinstance(v, str) else not v or any(not str(t).strip() for t in v))
+            ]
+            if empty:
+                raise ValueError(
+                    f"{data.where(split, empty)}: empty {column!r} ({len(empty)} of {len(values)} "
+                    f"{split} rows); remove those rows or fill them in"
+                )
+
+
+def check_labels(data: TaskData, label_names: list[str] | None) -> list[str] | None:
+    """The label list (given, or sorted from train); any label outside it is an error naming the labels and
+    where they are."""
+    task = data.task
     if task.label_column is None:
         return None
-    label_list = list(label_names) if label_names else sorted(task.labels_of(splits["train"]))
-    for split, dataset in splits.items():
+    label_list = list(label_names) if label_names else sorted(task.labels_of(data.raw["train"]))
+    for split, dataset in data.raw.items():
         unknown = sorted(task.labels_of(dataset) - set(label_list))
         if unknown:
+            rows = [
+                i
+                for i, labels in enumerate(dataset[task.label_column][:])
+                if set(labels if isinstance(labels, list) else [labels]) - set(label_list)
+            ]
             raise ValueError(
-                f"{split} split: labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not in the "
-                f"label list {label_list} (set --label_names to the full list)"
+                f"{data.where(split, rows)}: labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} are not in "
+                f"the label list {label_list} (set --label_names to the full list)"
             )
     if len(label_list) < 2:
         raise ValueError(
@@ -97,18 +154,31 @@ def tokenize(
 ) -> DatasetDict:
     """input_ids and labels for every split (the raw columns stay in data.raw, where evaluation reads them)."""
     label_to_id = {label: i for i, label in enumerate(data.label_list or [])}
-    limits = dict(
-        max_source_length=max_source_length,
-        max_target_length=max_target_length,
-        too_long=too_long,
-        label_all_subwords=label_all_subwords,
-    )
-    return DatasetDict(
-        {
-            split: Dataset.from_dict(data.task.encode(split, dataset, tokenizer, limits, label_to_id))
-            for split, dataset in data.raw.items()
-        }
-    )
+    special = set(tokenizer.all_special_ids)
+    features = {}
+    for split, dataset in data.raw.items():
+        limits = dict(
+            max_source_length=max_source_length,
+            max_target_length=max_target_length,
+            too_long=too_long,
+            label_all_subwords=label_all_subwords,
+            where=lambda rows, split=split: data.where(split, rows),
+        )
+        columns = data.task.encode(split, dataset, tokenizer, limits, label_to_id)
+        for name in ("input_ids", "labels") if data.task.seq2seq else ("input_ids",):
+            # a row of special tokens only (a text of '<pad>'s) trains on nothing
+            rows = [
+                i
+                for i, ids in enumerate(columns[name])
+                if isinstance(ids, list) and all(t in special for t in ids if t != -100)
+            ]
+            if rows:
+                raise ValueError(
+                    f"{data.where(split, rows)}: the {'input' if name == 'input_ids' else 'target'} has "
+                    f"no token but special ones {tokenizer.all_special_tokens}; remove those rows"
+                )
+        features[split] = Dataset.from_dict(columns)
+    return DatasetDict(features)
 
 
 # ---------------------------------------------------------------------------------------------- batching

@@ -1,13 +1,49 @@
 """Local data files through `datasets`: json/jsonl/csv/tsv/parquet/txt by ``datasets.load_dataset``, and
-CoNLL-U / CoNLL read as text and grouped into sentences (optionally .gz)."""
+CoNLL-U / CoNLL read as text and grouped into sentences (optionally .gz).
+
+Every text file is checked to be UTF-8 first (an error names the line and the byte). Each row keeps the line
+it came from in a column LINE, so that later checks (an empty text, an unknown label, a sequence too long)
+can name the file and the line: exact for CoNLL, tsv, jsonl and txt; for csv and json when every non-empty
+line is one row (otherwise the row is named by its index).
+"""
 
 import csv
+import gzip
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"}
 CONLL = (".conllu", ".conll")
+LINE = "_line"  # the 1-based line of the file a row starts on
+TEXT_KINDS = (".json", ".jsonl", ".csv", ".tsv", ".txt", *CONLL)
+
+
+def read_text(path: str) -> str:
+    """The file as text; not UTF-8 is an error naming the line, the column and the byte."""
+    data = Path(path).read_bytes()
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x} at column {column}); "
+            "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def row_lines(text: str, kind: str, rows: int) -> list[int] | None:
+    """The line each row starts on, when rows and lines correspond one to one (see the module docstring)."""
+    lines = text.splitlines()
+    if kind == ".txt":
+        numbers = list(range(1, len(lines) + 1))
+    else:
+        first = 1 if kind in (".csv", ".tsv") else 0  # the header
+        numbers = [i + 1 for i, line in enumerate(lines) if i >= first and line.strip()]
+    return numbers if len(numbers) == rows else None
 
 
 def file_kind(path: str) -> str:
@@ -26,14 +62,13 @@ def read_conll(path: str) -> Dataset:
     """CoNLL-U (word form in column 2, UPOS in column 4; comments, multi-word ranges and empty nodes skipped)
     or CoNLL (whitespace columns, token first, tag last; -DOCSTART- skipped); blank lines end sentences."""
     conllu = file_kind(path) == ".conllu"
-    lines = load_dataset("text", data_files={"train": path}, split="train")["text"][:]
-    sentences, tokens, tags = [], [], []
+    lines = read_text(path).splitlines()
+    sentences, tokens, tags, start = [], [], [], None
     for number, line in enumerate(lines + [""], 1):
-        line = line.rstrip("\n")
         if not line.strip():
             if tokens:
-                sentences.append((tokens, tags))
-            tokens, tags = [], []
+                sentences.append((tokens, tags, start))
+            tokens, tags, start = [], [], None
             continue
         if conllu:
             if line.startswith("#"):
@@ -43,6 +78,7 @@ def read_conll(path: str) -> Dataset:
                 raise ValueError(f"{path}:{number}: a CoNLL-U line has 10 tab-separated columns, found {len(cols)}")
             if "-" in cols[0] or "." in cols[0]:
                 continue
+            start = start or number
             tokens.append(cols[1])
             tags.append(cols[3])
         else:
@@ -51,9 +87,12 @@ def read_conll(path: str) -> Dataset:
                 continue
             if len(cols) < 2:
                 raise ValueError(f"{path}:{number}: a CoNLL line needs a token and a tag, found {line!r}")
+            start = start or number
             tokens.append(cols[0])
             tags.append(cols[-1])
-    return Dataset.from_dict({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
+    return Dataset.from_dict(
+        {"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences], LINE: [s[2] for s in sentences]}
+    )
 
 
 def load_files(files: dict[str, str]) -> DatasetDict:
@@ -64,16 +103,22 @@ def load_files(files: dict[str, str]) -> DatasetDict:
     kind = kinds.pop()
     if kind in CONLL:
         return DatasetDict({split: read_conll(path) for split, path in files.items()})
+    texts = {split: read_text(path) for split, path in files.items() if kind in TEXT_KINDS}
     kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if kind == ".tsv" else {}  # tsv: quotes are text
     if kind in (".csv", ".tsv"):
         kwargs["keep_default_na"] = False  # the words NA, NULL, NONE stay strings
     try:
-        return load_dataset(BUILDERS[kind], data_files=files, **kwargs)
+        loaded = load_dataset(BUILDERS[kind], data_files=files, **kwargs)
     except ValueError as error:  # datasets: 'Instruction "validation" corresponds to no data!'
         empty = [split for split in files if f'"{split}"' in str(error)]
         if "corresponds to no data" in str(error) and empty:
             raise ValueError(f"the {empty[0]} split is empty ({files[empty[0]]})") from error
         raise
+    for split, text in texts.items():
+        lines = row_lines(text, kind, len(loaded[split]))
+        if lines is not None:
+            loaded[split] = loaded[split].add_column(LINE, lines)
+    return loaded
 
 
-__all__ = ["BUILDERS", "CONLL", "file_kind", "load_files", "read_conll"]
+__all__ = ["BUILDERS", "CONLL", "LINE", "file_kind", "load_files", "read_conll", "read_text", "row_lines"]

@@ -27,7 +27,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 
 import scratchformer
 
-from .files import load_files
+from .files import LINE, load_files
 from .g2p import load_cmudict, load_g014b2b
 from .metrics import ClassificationScores, G2PErrorRate, TaggingScores, TranslationScores
 from .tokenizers import encode_phonemes, encode_texts, train_g2p_tokenizer, train_text_tokenizer
@@ -40,7 +40,8 @@ def require_columns(split: str, dataset: Dataset, columns: dict[str, str]):
     missing = {arg: col for arg, col in columns.items() if col not in dataset.column_names}
     if missing:
         wanted = ", ".join(f"--{arg} {col!r}" for arg, col in missing.items())
-        raise ValueError(f"{split} split: column(s) not found: {wanted}; the columns are {dataset.column_names}")
+        columns = [c for c in dataset.column_names if c != LINE]
+        raise ValueError(f"{split} split: column(s) not found: {wanted}; the columns are {columns}")
 
 
 def cut(ids: list[int], limit: int, keep_last: bool = True) -> list[int]:
@@ -50,14 +51,16 @@ def cut(ids: list[int], limit: int, keep_last: bool = True) -> list[int]:
     return ids[: limit - 1] + ids[-1:] if keep_last else ids[:limit]
 
 
-def check_lengths(name: str, lengths: list[int], limit: int, too_long: str, split: str, argument: str):
-    """Warn with a count (truncate) or raise (error) about sequences over `limit` tokens."""
-    over = sum(n > limit for n in lengths)
+def check_lengths(name: str, lengths: list[int], limits: dict, split: str, argument: str):
+    """Warn with a count and the places (too_long="truncate") or raise (error) about sequences over the limit."""
+    limit, too_long = limits[argument], limits["too_long"]
+    over = [i for i, n in enumerate(lengths) if n > limit]
     if not over:
         return
     message = (
-        f"{split} split: {over} of {len(lengths)} {name} sequences are longer than {limit} tokens "
-        f"(longest {max(lengths)}; limit from --{argument} / the model's max_position_embeddings)"
+        f"{split} split: {len(over)} of {len(lengths)} {name} sequences are longer than {limit} tokens "
+        f"(longest {max(lengths)}, at {limits['where'](over)}; limit from --{argument} / the model's "
+        "max_position_embeddings)"
     )
     if too_long == "error":
         raise ValueError(message + "; shorten them, raise the limit, or pass --too_long truncate")
@@ -74,6 +77,7 @@ class Task:
     metric: type  # an evaluate.Metric of metrics.py
     best_metric: str  # the metric that picks the best checkpoint
     label_column: str | None = None  # standard column holding the labels (classification)
+    text_columns: tuple[str, ...] = ()  # standard columns that must not be empty
     description: str
 
     # ------------------------------------------------------------------------------------------ the model
@@ -189,6 +193,7 @@ class Seq2SeqTask(Task):
 
     model_class_name = "ScratchformerForConditionalGeneration"
     auto_class = AutoModelForSeq2SeqLM
+    text_columns = ("source", "target", "references")
 
     def standardise(self, split, dataset, args):
         if {"source", "references"} <= set(dataset.column_names) or {"source", "target"} == set(dataset.column_names):
@@ -231,8 +236,8 @@ class Seq2SeqTask(Task):
         targets = dataset["target"][:] if split == "train" else [refs[0] for refs in dataset["references"][:]]
         labels = self.encode_targets(tokenizer, targets)
         source_limit, target_limit = limits["max_source_length"], limits["max_target_length"]
-        check_lengths("source", [len(s) for s in sources], source_limit, limits["too_long"], split, "max_source_length")
-        check_lengths("target", [len(t) for t in labels], target_limit, limits["too_long"], split, "max_target_length")
+        check_lengths("source", [len(s) for s in sources], limits, split, "max_source_length")
+        check_lengths("target", [len(t) for t in labels], limits, split, "max_target_length")
         return {"input_ids": [cut(s, source_limit) for s in sources], "labels": [cut(t, target_limit) for t in labels]}
 
     def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
@@ -315,6 +320,7 @@ class TokenClassificationTask(Task):
     metric = TaggingScores
     best_metric = "accuracy"  # "f1" is offered too when the tags are IOB
     label_column = "tags"
+    text_columns = ("tokens",)
     description = "tagging: one label per word"
 
     def standardise(self, split, dataset, args):
@@ -345,7 +351,7 @@ class TokenClassificationTask(Task):
             input_ids.append(encoded["input_ids"][i])
             labels.append(row)
         limit = limits["max_source_length"]
-        check_lengths("token", [len(s) for s in input_ids], limit, limits["too_long"], split, "max_source_length")
+        check_lengths("token", [len(s) for s in input_ids], limits, split, "max_source_length")
         return {"input_ids": [cut(s, limit) for s in input_ids], "labels": [cut(t, limit) for t in labels]}
 
     def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
@@ -400,6 +406,7 @@ class SequenceClassificationTask(Task):
     metric = ClassificationScores
     best_metric = "accuracy"
     label_column = "label"
+    text_columns = ("text",)
     description = "classification: one label per text"
 
     def standardise(self, split, dataset, args):
@@ -419,7 +426,7 @@ class SequenceClassificationTask(Task):
     def encode(self, split, dataset, tokenizer, limits, label_to_id):
         input_ids = encode_texts(tokenizer, dataset["text"][:])
         limit = limits["max_source_length"]
-        check_lengths("text", [len(s) for s in input_ids], limit, limits["too_long"], split, "max_source_length")
+        check_lengths("text", [len(s) for s in input_ids], limits, split, "max_source_length")
         return {
             "input_ids": [cut(s, limit) for s in input_ids],
             "labels": [label_to_id[y] for y in dataset["label"][:]],

@@ -369,8 +369,9 @@ class Trainer:
                 state.step,
                 0,
             )
+            weights = self.accelerator.get_state_dict(self.model)  # on every process: FSDP/DeepSpeed gather shards
             if self.main:
-                save_model_in_place(self.accelerator.unwrap_model(self.model), self.out)
+                save_model_in_place(self.accelerator.unwrap_model(self.model), self.out, weights)
         else:
             state.evals_without_improvement += 1
         if self.main:
