@@ -382,9 +382,11 @@ class ScratchformerLinearAttention(ScratchformerAttention):
         the queries are mapped), which is also what later cross-attention steps recall().
         """
         phi_key = feature_map(key)
-        if attention_mask is not None:  # padded keys contribute nothing: the last query row sees every real key
-            phi_key = phi_key * attention_mask[:, :, -1, -key.shape[2] :, None].to(phi_key.dtype)  # (b, 1, j, 1)
         layer = None if cache is None else linear_state(cache, self.layer_idx)
+        if attention_mask is not None:  # padded keys contribute nothing: the last query row sees every real key
+            start = 0 if layer is None else layer.num_tokens  # the new keys' columns (a static mask has more after)
+            keep = attention_mask[:, :, -1, start : start + key.shape[2], None]  # (b, 1, j, 1)
+            phi_key = phi_key * keep.to(phi_key.dtype)
         previous = None if layer is None else layer.absorb(phi_key, value)
         if self.is_causal or output_attentions:
             return phi_key, value, previous

@@ -83,17 +83,18 @@ def padding_mask(key_padding):
     return key_padding.bool()[:, None, None, :]  # (b, 1, 1, j)
 
 
-def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=None):
+def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=None, future_keys=False):
     """The self-attention mask of one stack, built once per forward and shared by its layers.
 
     Returns None where the kernel needs no mask: full attention without padding (bidirectional), and
-    causal attention without padding whose queries and keys are the same tokens, or a single new query;
-    a BandMask for the window pattern.
+    causal attention without padding whose queries and keys are the same tokens, or a single new query
+    over past keys only; a BandMask for the window pattern. `future_keys`: the keys include slots after the
+    queries (a static cache's unwritten ones), which only the causal mask hides.
     """
     key_padding = unpadded_to_none(key_padding)
     if window is not None:
         return BandMask(query_pos, key_pos, window, causal, key_padding)
-    if key_padding is None:
+    if key_padding is None and not future_keys:
         if not causal or query_pos.shape[0] == 1 or query_pos.shape[0] == key_pos.shape[0]:
             return None
     if not causal:

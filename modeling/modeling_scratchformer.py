@@ -243,7 +243,13 @@ class ScratchformerPreTrainedModel(PreTrainedModel):
     _skip_keys_device_placement = ["cache", "past_key_values"]  # the name from transformers 5.24, and before
     _supports_sdpa = True
     _supports_flash_attn = False
+    _can_compile_fullgraph = True  # static cache + torch.compile(fullgraph=True) of the decoding forward
     _supports_flex_attn = False
+
+    def create_masks_for_generate(self, config, inputs_embeds, attention_mask, **kwargs):
+        """generate() asks for a 4-D decoder mask when the cache is static; the decoder builds its own from the
+        query positions and the cache's length (masks_scratchformer.py), so the 2-D padding mask passes as it is."""
+        return attention_mask
 
     def _init_weights(self, module):
         """Normal(0, init_std) for weight matrices and embeddings (transformers' default), plus our own
@@ -311,8 +317,9 @@ class ScratchformerStack(ScratchformerPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         length = inputs_embeds.shape[1]
-        check_length(self.config, past_length + length)
-        position_ids = torch.arange(past_length, past_length + length, device=inputs_embeds.device)[None]
+        if not torch.compiler.is_compiling():  # a static cache counts its tokens in a tensor
+            check_length(self.config, int(past_length) + length)
+        position_ids = (torch.arange(length, device=inputs_embeds.device) + past_length)[None]
         positions = self.embed_positions(position_ids)
         hidden_states = inputs_embeds if positions is None else inputs_embeds + positions.to(inputs_embeds.dtype)
         hidden_states = dropout(hidden_states, self.dropout, self.training)
@@ -401,9 +408,21 @@ class ScratchformerDecoder(ScratchformerStack):
             cache = None
         past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states, rotary, query_pos = self.embed(input_ids, inputs_embeds, past_length)
-        key_pos = torch.arange(past_length + query_pos.shape[0], device=query_pos.device)
+        # the keys the layers will see: past + new tokens, or a static cache's every slot (the unwritten ones
+        # lie in the future of every query, so the causal mask hides them)
+        length = query_pos.shape[0]
+        key_length = cache.get_mask_sizes(length, 0)[0] if cache is not None else length
+        key_pos = torch.arange(key_length, device=query_pos.device)
+        if attention_mask is not None and attention_mask.shape[-1] < key_length:
+            attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.shape[-1]), value=1)
         keep = self_attention_mask(
-            query_pos, key_pos, causal=True, window=self.config.attention_window, key_padding=attention_mask
+            query_pos,
+            key_pos,
+            causal=True,
+            window=self.config.attention_window,
+            key_padding=attention_mask,
+            # a static cache's unwritten slots (its count is a tensor once written; before, it returns 0)
+            future_keys=not isinstance(past_length, int) or key_length > past_length + length,
         )
         cross_keep = padding_mask(encoder_attention_mask)
 

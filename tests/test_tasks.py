@@ -47,6 +47,8 @@ def test_metric_directions():
     for task in TASKS.values():
         assert task.is_better("loss", 1.0, 2.0) and not task.is_better("loss", 2.0, 1.0)
         assert task.is_better(task.best_metric, 0.5, None)  # the first evaluation is the best so far
+        for bad in (float("nan"), float("inf"), float("-inf")):  # a diverged model never becomes the best
+            assert not task.is_better(task.best_metric, bad, None) and not task.is_better("loss", bad, 1.0)
     assert G2PErrorRate.lower_is_better == {"wer", "per"}
 
 
