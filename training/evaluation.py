@@ -17,7 +17,7 @@ def evaluate(
     """(scores, with the mean cross-entropy as "loss"; predictions in row order).
 
     Each process takes every num_processes-th batch of length-sorted rows; predictions are gathered before
-    scoring."""
+    scoring. generate() keeps processes in step itself when the model is sharded (FSDP, ZeRO-3: synced_gpus)."""
     unwrapped = accelerator.unwrap_model(model) if accelerator else model
     was_training = unwrapped.training
     unwrapped.eval()
@@ -25,16 +25,22 @@ def evaluate(
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     collate = Collator(tokenizer.pad_token_id)
     input_ids, labels = features["input_ids"][:], features["labels"][:]
-    batches = eval_batches([len(x) for x in input_ids], batch_size)[rank::world]
+    everyone = eval_batches([len(x) for x in input_ids], batch_size)
+    batches = [(rows, True) for rows in everyone[rank::world]]
+    # every process runs as many batches (a sharded model's forward is a collective): one short of the
+    # others repeats a batch and drops its results
+    batches += [(everyone[0], False)] * (-(-len(everyone) // world) - len(batches))
     results, loss_sum, loss_count = [], 0.0, 0
     main = accelerator is None or accelerator.is_main_process
-    for rows in tqdm(batches, desc=desc, disable=not main or len(batches) < 2, leave=False):
+    for rows, counted in tqdm(batches, desc=desc, disable=not main or len(batches) < 2, leave=False):
         batch = collate([{"input_ids": input_ids[i], "labels": labels[i]} for i in rows])
         batch = {k: v.to(device) for k, v in batch.items()}
         outputs = unwrapped(**batch)
-        loss_sum += outputs.loss.item() * len(rows)
-        loss_count += len(rows)
-        results.extend(zip(rows, task.batch_predictions(unwrapped, batch, outputs, tokenizer, label_list)))
+        predictions = task.batch_predictions(unwrapped, batch, outputs, tokenizer, label_list)
+        if counted:
+            loss_sum += outputs.loss.item() * len(rows)
+            loss_count += len(rows)
+            results.extend(zip(rows, predictions))
     if world > 1:
         results = gather_object(results)
         loss_sum, loss_count = accelerator.reduce(torch.tensor([loss_sum, loss_count], device=device), "sum").tolist()
