@@ -389,3 +389,30 @@ def test_the_checks_reject_broken_results(defect):
     BROKEN[defect](results)
     with pytest.raises(AssertionError):
         check_bench(results)
+
+
+def check_decode_engines(results):
+    assert_matches_schema(results, "decode_engines.py")
+    n = results["new_tokens"]
+    for batch, rows in results["batches"].items():
+        size = int(batch.removeprefix("batch_"))
+        for name, row in rows.items():
+            assert row["output_length"] == n, name  # min = max new tokens: every engine decodes as many
+            assert math.isclose(row["tokens_per_s"], size * n / row["seconds"], rel_tol=1e-9), name
+            assert_ratio(row["vs_bart_sdpa"], rows["bart-sdpa"]["seconds"], row["seconds"], name)
+            assert_ratio(row["vs_ctranslate2_fp32"], rows["ctranslate2 fp32"]["seconds"], row["seconds"], name)
+        # the same computation: compiled static decoding and CTranslate2 fp32 decode scratchformer's tokens
+        assert rows["scratchformer-sdpa"]["same_tokens_as_scratchformer"] == 1.0
+        assert rows["scratchformer-sdpa compiled"]["same_tokens_as_scratchformer"] == 1.0
+        assert rows["ctranslate2 fp32"]["same_tokens_as_scratchformer"] == 1.0
+
+
+def test_decode_engines_compare_the_same_decoding(tmp_path):
+    pytest.importorskip("ctranslate2")
+    results = run_quick("decode_engines.py", tmp_path / "engines.json")
+    check_decode_engines(results)
+    assert_machine_is_this_one(results["machine"])
+
+
+def test_committed_decode_engines_results_hold_together():
+    check_decode_engines(json.loads((BENCHMARKS / "decode_engines.json").read_text()))

@@ -84,12 +84,18 @@ def add_predict_arguments(parser):
     parser.add_argument("model_dir", help="a folder written by `scratchformer train`")
     parser.add_argument("texts", nargs="+", help="words (g2p), sentences, or space-separated tokens (tagging)")
     parser.add_argument("--num_beams", type=int, default=None)
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "ctranslate2"),
+        help="ctranslate2 (seq2seq): decode with CTranslate2, from its export folder or the saved run",
+    )
     return parser
 
 
 def run_predict(args) -> int:
     """Print the model's output for each text: phonemes, a translation, a label, or a tag per word."""
-    task, outputs = predict(args.model_dir, args.texts, args.num_beams)
+    task, outputs = predict(args.model_dir, args.texts, args.num_beams, args.engine)
     for text, output in zip(args.texts, outputs):
         print(f"{text}\t{task.format_prediction(output)}")
     return 0

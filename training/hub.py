@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from . import ctranslate2_export
 from .export import DEFAULT_MAX_SHARD_SIZE, CardInfo, export_for_hub
 from .inference import load_saved
 
@@ -150,6 +151,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--repo_id", default=None, help="the Hub repo the card's snippets load ('namespace/name'); default: the folder"
     )
     parser.add_argument(
+        "--format",
+        default="hub",
+        choices=("hub", "ctranslate2"),
+        help="hub: the Hub folder (what `push` uploads); ctranslate2: a CTranslate2 model (seq2seq)",
+    )
+    parser.add_argument(
+        "--quantization",
+        default=None,
+        help="ctranslate2 only: CTranslate2's weight quantization (int8, int8_float32, float16, ...)",
+    )
+    parser.add_argument(
         "--max-shard-size",
         default=DEFAULT_MAX_SHARD_SIZE,
         help="largest safetensors file before the weights are sharded",
@@ -158,10 +170,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Write the Hub folder of a saved model to disk: exactly what `push` uploads."""
+    """Write the Hub folder of a saved model to disk: exactly what `push` uploads (or, --format ctranslate2, a
+    CTranslate2 model)."""
     try:
-        out = export_folder(args.model_dir, args.out_dir, args.repo_id, max_shard_size=args.max_shard_size)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        if args.format == "ctranslate2":
+            saved = load_saved(args.model_dir)
+            out = ctranslate2_export.export_ctranslate2(saved.model, saved.tokenizer, args.out_dir, args.quantization)
+        elif args.quantization:
+            raise ValueError("--quantization applies to --format ctranslate2 only")
+        else:
+            out = export_folder(args.model_dir, args.out_dir, args.repo_id, max_shard_size=args.max_shard_size)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         raise SystemExit(f"scratchformer export: {error}") from None
     print(f"exported {args.model_dir} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0

@@ -7,6 +7,7 @@ all load through `load_saved`.
 """
 
 import json
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
 
 import scratchformer
 
+from . import ctranslate2_export
 from .args import DataArguments
 from .data import load_task, tokenize
 from .evaluation import evaluate
@@ -108,8 +110,24 @@ def evaluate_saved(
     return {"task": task.name, "split": split, "rows": len(features), **scores}
 
 
-def predict(model_dir, texts: list[str], num_beams=None) -> tuple[Task, list]:
-    """(the task, its output for each text): phonemes or a translation, a (label, probability), or (word, tag)s."""
+def ctranslate2_generator(model_dir) -> ctranslate2_export.CTranslate2Generator:
+    """A CTranslate2 export folder as it is, or a saved run converted into a temporary one."""
+    if (Path(model_dir) / ctranslate2_export.MODEL_FILE).is_file():
+        return ctranslate2_export.CTranslate2Generator(model_dir)
+    saved = load_saved(model_dir)
+    with tempfile.TemporaryDirectory(prefix="scratchformer-ct2-") as folder:
+        ctranslate2_export.export_ctranslate2(saved.model, saved.tokenizer, folder)
+        return ctranslate2_export.CTranslate2Generator(folder)  # loaded into memory: the folder may go
+
+
+def predict(model_dir, texts: list[str], num_beams=None, engine="torch") -> tuple[Task, list]:
+    """(the task, its output for each text): phonemes or a translation, a (label, probability), or (word, tag)s.
+    engine="ctranslate2": a seq2seq model decoded by CTranslate2 (its export folder, or the saved run converted)."""
+    if engine == "ctranslate2":
+        outputs = ctranslate2_generator(model_dir).generate(texts, num_beams)
+        return task_of_architecture(ctranslate2_export.HEAD), outputs
+    if engine != "torch":
+        raise ValueError(f"engine={engine!r}; allowed: torch, ctranslate2")
     saved = load_saved(model_dir)
     task = saved.require_task("predict")
     return task, task.predict(saved.model, saved.tokenizer, texts, num_beams)
