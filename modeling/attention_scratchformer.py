@@ -168,6 +168,8 @@ class ScratchformerAttention(nn.Module):
     (``KERNELS``, else one registered with transformers' AttentionInterface).
     """
 
+    takes_custom_masks = True  # any (b, 1, i, j) keep mask: attention restricted to a graph, say
+
     def __init__(
         self, config: ScratchformerConfig, num_heads, *, is_causal=False, is_cross_attention=False, layer_idx=None
     ):
@@ -373,6 +375,7 @@ class ScratchformerLinearAttention(ScratchformerAttention):
     """
 
     eps = 1e-6
+    takes_custom_masks = False  # the sums S, z run over every key: only padding (and causality) can be applied
 
     def remember(self, key, value, cache, attention_mask, output_attentions):
         """Returns (phi(K), V, state) for attend(); with a cache, first absorbs phi(K), V into its state.

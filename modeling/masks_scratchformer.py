@@ -67,6 +67,15 @@ class BandMask:
         return band[:, None] & real[:, :, None, None, :]
 
 
+def custom_keep(mask):
+    """A caller's 4-D mask (b or 1, 1, i, j) as a keep mask: bool (True = attend), or additive float (0 = attend,
+    a large negative number = masked), as transformers builds them. Attention restricted to a graph's edges
+    is such a mask: keep[b, 0, i, j] = (j is a neighbour of i)."""
+    if mask.dim() != 4:
+        raise ValueError(f"a 4-D attention mask has shape (batch or 1, 1, queries, keys); got {tuple(mask.shape)}")
+    return mask if mask.dtype == torch.bool else mask == 0
+
+
 def unpadded_to_none(key_padding):
     """An all-ones padding mask masks nothing: drop it, so the kernels take their unmasked fast path
     (as transformers does for sdpa). Kept while compiling, where the data-dependent check would break."""
@@ -76,7 +85,10 @@ def unpadded_to_none(key_padding):
 
 
 def padding_mask(key_padding):
-    """Keep[b, 0, 0, j] = key j is a real token; None when nothing is padded (no mask, fast path)."""
+    """Keep[b, 0, 0, j] = key j is a real token; None when nothing is padded (no mask, fast path). A 4-D mask
+    (cross-attention restricted by the caller) is taken as it is."""
+    if key_padding is not None and key_padding.dim() == 4:
+        return custom_keep(key_padding)
     key_padding = unpadded_to_none(key_padding)
     if key_padding is None:
         return None
@@ -91,6 +103,9 @@ def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=
     over past keys only; a BandMask for the window pattern. `future_keys`: the keys include slots after the
     queries (a static cache's unwritten ones), which only the causal mask hides.
     """
+    if key_padding is not None and key_padding.dim() == 4:  # the caller's own mask, within the pattern's
+        pattern = keep_mask(query_pos, key_pos, causal=causal, window=window)
+        return custom_keep(key_padding) & pattern if causal or window is not None else custom_keep(key_padding)
     key_padding = unpadded_to_none(key_padding)
     if window is not None:
         return BandMask(query_pos, key_pos, window, causal, key_padding)

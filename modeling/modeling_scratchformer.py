@@ -309,6 +309,15 @@ class ScratchformerStack(ScratchformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def check_custom_mask(self, mask, name):
+        """A 4-D mask (the caller's own, e.g. a graph's edges) where the attention pattern cannot apply one."""
+        pattern = self.config.attention_pattern
+        if mask is not None and mask.dim() == 4 and not ATTENTION_CLASSES[pattern].takes_custom_masks:
+            raise ValueError(
+                f"attention_pattern={pattern!r} cannot take a 4-D {name} (its sums run over every "
+                "key); pass a 2-D padding mask, or use attention_pattern 'full' or 'window'"
+            )
+
     def embed(self, input_ids, inputs_embeds, past_length=0):
         """a^i + e^i for the new tokens at positions past_length, past_length + 1, ...; ``inputs_embeds`` are
         the a^i themselves (any vectors). Also returns the rotary (cos, sin) of those positions, or None."""
@@ -349,6 +358,7 @@ class ScratchformerEncoder(ScratchformerStack):
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
+        self.check_custom_mask(attention_mask, "attention_mask")
         hidden_states, rotary, positions = self.embed(input_ids, inputs_embeds)
         keep = self_attention_mask(
             positions, positions, causal=False, window=self.config.attention_window, key_padding=attention_mask
@@ -406,6 +416,8 @@ class ScratchformerDecoder(ScratchformerStack):
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         if not use_cache:
             cache = None
+        self.check_custom_mask(attention_mask, "decoder attention_mask")
+        self.check_custom_mask(encoder_attention_mask, "encoder_attention_mask")
         past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states, rotary, query_pos = self.embed(input_ids, inputs_embeds, past_length)
         # the keys the layers will see: past + new tokens, or a static cache's every slot (the unwritten ones
@@ -413,7 +425,7 @@ class ScratchformerDecoder(ScratchformerStack):
         length = query_pos.shape[0]
         key_length = cache.get_mask_sizes(length, 0)[0] if cache is not None else length
         key_pos = torch.arange(key_length, device=query_pos.device)
-        if attention_mask is not None and attention_mask.shape[-1] < key_length:
+        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] < key_length:
             attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.shape[-1]), value=1)
         keep = self_attention_mask(
             query_pos,
