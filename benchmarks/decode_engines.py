@@ -41,7 +41,7 @@ def vocabulary_tokenizer(size: int):
     return wrap(Tokenizer(models.WordLevel(vocab, unk_token="<unk>")))
 
 
-def engines(args, model, bart, ct2_folders, threads):
+def engines(args, model, bart, tokenizer, ct2_folders, threads):
     """name -> fn(input_ids) returning the generated ids (batch, new_tokens), without the start token."""
     ctranslate2 = import_ctranslate2()
     n = args.new_tokens
@@ -58,15 +58,10 @@ def engines(args, model, bart, ct2_folders, threads):
     for name, folder in ct2_folders.items():
         translator = ctranslate2.Translator(str(folder), device="cpu", inter_threads=1, intra_threads=threads)
 
-        def run(x, translator=translator):
-            sources = [[f"t{i}" if i >= len(SPECIAL_TOKENS) else SPECIAL_TOKENS[i] for i in row] for row in x.tolist()]
+        def run(x, translator=translator):  # ids -> the tokenizer's tokens -> CTranslate2 -> tokens -> ids
+            sources = [tokenizer.convert_ids_to_tokens(row) for row in x.tolist()]
             results = translator.translate_batch(sources, beam_size=1, max_decoding_length=n, min_decoding_length=n)
-            return torch.tensor(
-                [
-                    [int(t[1:]) if t.startswith("t") else SPECIAL_TOKENS.index(t) for t in r.hypotheses[0]]
-                    for r in results
-                ]
-            )
+            return torch.tensor([tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results])
 
         fns[name] = run
     return fns
@@ -87,7 +82,7 @@ def main(argv=None):
             f"ctranslate2 {q or 'fp32'}": export_ctranslate2(model, tokenizer, Path(root) / (q or "fp32"), q)
             for q in (None, "int8")
         }
-        fns = engines(args, model, bart, folders, threads)
+        fns = engines(args, model, bart, tokenizer, folders, threads)
         results = {
             "machine": bench.machine(),
             "new_tokens": args.new_tokens,

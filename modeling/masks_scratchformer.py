@@ -104,8 +104,10 @@ def self_attention_mask(query_pos, key_pos, *, causal, window=None, key_padding=
     queries (a static cache's unwritten ones), which only the causal mask hides.
     """
     if key_padding is not None and key_padding.dim() == 4:  # the caller's own mask, within the pattern's
-        pattern = keep_mask(query_pos, key_pos, causal=causal, window=window)
-        return custom_keep(key_padding) & pattern if causal or window is not None else custom_keep(key_padding)
+        keep = custom_keep(key_padding)
+        if causal or window is not None:
+            keep = keep & keep_mask(query_pos, key_pos, causal=causal, window=window)
+        return keep
     key_padding = unpadded_to_none(key_padding)
     if window is not None:
         return BandMask(query_pos, key_pos, window, causal, key_padding)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from scratchformer import ScratchformerForConditionalGeneration
 from scratchformer.training import checkpoints
-from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments
+from scratchformer.training.args import from_flat
 from scratchformer.training.checkpoints import TrainerState, intact_checkpoint, latest_checkpoint, save_checkpoint
 from scratchformer.training.trainer import train
 
@@ -55,12 +55,7 @@ def run(output_dir, g2p_file, **kwargs):
         )
         | kwargs
     )
-    return train(
-        *[
-            cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-            for cls in (ModelArguments, DataArguments, TrainArguments)
-        ]
-    )
+    return train(*from_flat(values))
 
 
 class Killed(BaseException):
@@ -298,12 +293,7 @@ def test_bad_input_is_an_error_naming_the_file_and_line_before_training(tmp_path
         key, value = item.split("=")
         values[key] = value.split(",") if key == "label_names" else int(value) if value.isdigit() else value
     with pytest.raises(ValueError, match=message):
-        train(
-            *[
-                cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-                for cls in (ModelArguments, DataArguments, TrainArguments)
-            ]
-        )
+        train(*from_flat(values))
     assert not (tmp_path / "out" / "checkpoints").exists() and not (tmp_path / "out" / "log.jsonl").exists()
 
 
@@ -324,12 +314,7 @@ def test_over_long_rows_truncated_are_counted_and_located(tmp_path, monkeypatch,
         report_to=[],
         max_source_length=16,
     )
-    results = train(
-        *[
-            cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-            for cls in (ModelArguments, DataArguments, TrainArguments)
-        ]
-    )
+    results = train(*from_flat(values))
     warnings = [r.getMessage() for r in caplog.records if "longer than 16 tokens" in r.getMessage()]
     assert len(warnings) == 2 and all("1 of 4 text sequences" in w and "at a.tsv:3" in w for w in warnings)
     assert results["validation"]["rows"] == 4  # nothing dropped

@@ -11,7 +11,7 @@ from transformers import AutoConfig, pipelines
 
 from scratchformer import ScratchformerConfig
 from scratchformer.training import cli, tasks
-from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments
+from scratchformer.training.args import from_flat
 from scratchformer.training.metrics import G2PErrorRate
 from scratchformer.training.tasks import TASKS, TranslationTask, get_task, task_of_architecture
 from scratchformer.training.trainer import train
@@ -126,12 +126,7 @@ def test_a_new_task_is_one_record(tmp_path, monkeypatch, capsys):
         warmup_steps=10,
         log_every=10,
     )
-    results = train(
-        *[
-            cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-            for cls in (ModelArguments, DataArguments, TrainArguments)
-        ]
-    )
+    results = train(*from_flat(values))
     assert results["validation"]["wer"] < 0.5  # it learned the task (a constant output would be ~1.0)
     config = AutoConfig.from_pretrained(tmp_path / "out")
     assert config.architectures == ["ScratchformerForConditionalGeneration"]

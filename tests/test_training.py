@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from scratchformer.training import checkpoints, cli, trainer
-from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments, config_defaults
+from scratchformer.training.args import TrainArguments, config_defaults, from_flat
 from scratchformer.training.checkpoints import latest_checkpoint
 from scratchformer.training.export import CardInfo
 from scratchformer.training.optim import noam
@@ -107,11 +107,7 @@ def run(tmp_path, model=None, **kwargs):
         "eval_batch_size": 64,
         **kwargs,
     }
-    parts = [
-        cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-        for cls in (ModelArguments, DataArguments, TrainArguments)
-    ]
-    return train(*parts)
+    return train(*from_flat(values))
 
 
 def losses(output_dir):

@@ -262,6 +262,14 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
         allowed("metric_for_best", train_args.metric_for_best, ("loss", *task.metric.reports))
 
 
+def from_flat(values: dict) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    """The three dataclasses from one mapping of field names to values (a Python call of `train`)."""
+    unknown = sorted(set(values) - field_names())
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown}; see `scratchformer train --help` for the names")
+    return tuple(cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values}) for cls in DATACLASSES)
+
+
 def to_dict(*args) -> dict:
     return {type(a).__name__: asdict(a) for a in args}
 
@@ -273,6 +281,7 @@ __all__ = [
     "TrainArguments",
     "check_args",
     "config_defaults",
+    "from_flat",
     "parse_args",
     "to_dict",
 ]

@@ -17,6 +17,9 @@ our tokenizer's decode, so outputs are compared and printed exactly as ours are.
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer, GenerationConfig
+
+from .files import require_empty_folder
 
 EXPRESSIBLE = {
     "attention_score": ("dot",),
@@ -120,8 +123,7 @@ def export_ctranslate2(model, tokenizer, out_dir, quantization: str | None = Non
     """Write the CTranslate2 folder of the module docstring (`out_dir` new or empty); `quantization`: any of
     CTranslate2's (int8, int8_float32, ...). What cannot be expressed fails before anything is written."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty folder; give a new or empty folder to export to")
+    require_empty_folder(out)
     if tokenizer is None:
         raise ValueError("CTranslate2 needs the vocabulary: the folder has no tokenizer files")
     spec = model_spec(model)
@@ -146,8 +148,6 @@ class CTranslate2Generator:
     """generate() for texts, through a CTranslate2 folder: the same greedy/beam search, the same outputs."""
 
     def __init__(self, folder, device="cpu", compute_type="default", inter_threads=1, intra_threads=0):
-        from transformers import AutoTokenizer, GenerationConfig
-
         ctranslate2 = import_ctranslate2()
         folder = Path(folder)
         if not (folder / MODEL_FILE).is_file():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from datasets import Dataset, DatasetDict
 
-from .files import LINE
+from .files import LINE, data_files
 from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -46,11 +46,7 @@ def source_files(args) -> dict[str, str]:
     """split -> where its rows come from: the local file, or the Hub dataset."""
     if args.dataset_name:
         return {split: args.dataset_name for split in ("train", "validation", "test")}
-    files = {
-        s: f
-        for s, f in (("train", args.train_file), ("validation", args.validation_file), ("test", args.test_file))
-        if f
-    }
+    files = data_files(args)
     return files | ({"validation": args.train_file} if args.train_file and not args.validation_file else {})
 
 

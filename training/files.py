@@ -19,6 +19,18 @@ LINE = "_line"  # the 1-based line of the file a row starts on
 TEXT_KINDS = (".json", ".jsonl", ".csv", ".tsv", ".txt", *CONLL)
 
 
+def data_files(args) -> dict[str, str]:
+    """split -> local file of the data arguments (--train_file, --validation_file, --test_file) given."""
+    splits = (("train", args.train_file), ("validation", args.validation_file), ("test", args.test_file))
+    return {split: path for split, path in splits if path}
+
+
+def require_empty_folder(out: Path):
+    """An output folder must be new or empty: nothing there is overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; give a new or empty folder to export to")
+
+
 def read_text(path: str) -> str:
     """The file as text; not UTF-8 is an error naming the line, the column and the byte."""
     data = Path(path).read_bytes()
@@ -121,4 +133,15 @@ def load_files(files: dict[str, str]) -> DatasetDict:
     return loaded
 
 
-__all__ = ["BUILDERS", "CONLL", "LINE", "file_kind", "load_files", "read_conll", "read_text", "row_lines"]
+__all__ = [
+    "BUILDERS",
+    "CONLL",
+    "LINE",
+    "data_files",
+    "file_kind",
+    "load_files",
+    "read_conll",
+    "read_text",
+    "require_empty_folder",
+    "row_lines",
+]

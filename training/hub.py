@@ -23,6 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from . import ctranslate2_export
 from .export import DEFAULT_MAX_SHARD_SIZE, CardInfo, export_for_hub
+from .files import require_empty_folder
 from .inference import load_saved
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def export_folder(
     if repo_id is not None:
         check_repo_id(repo_id)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty folder; give a new or empty folder to export to")
+    require_empty_folder(out)
     model, tokenizer = loaded or load_for_export(model_dir)
     info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id)
     return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)

@@ -27,7 +27,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 
 import scratchformer
 
-from .files import LINE, load_files
+from .files import LINE, data_files, load_files
 from .g2p import load_cmudict, load_g014b2b
 from .metrics import ClassificationScores, G2PErrorRate, TaggingScores, TranslationScores
 from .tokenizers import encode_phonemes, encode_texts, train_g2p_tokenizer, train_text_tokenizer
@@ -114,11 +114,7 @@ class Task:
         """The splits as loaded: a Hub dataset (--dataset_name) or local files (--train_file ...)."""
         if args.dataset_name:
             return load_dataset(args.dataset_name, args.dataset_config)
-        files = {
-            s: f
-            for s, f in (("train", args.train_file), ("validation", args.validation_file), ("test", args.test_file))
-            if f
-        }
+        files = data_files(args)
         if "train" not in files:
             raise ValueError(f"task={self.name!r} needs data: --dataset_name (Hub) or --train_file (local file)")
         return load_files(files)
