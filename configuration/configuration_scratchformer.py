@@ -36,6 +36,7 @@ class ScratchformerConfig(PreTrainedConfig):
         scale_embedding: multiply token embeddings by sqrt(d_model) (as in "Attention Is All You Need").
         classifier_dropout: dropout before the sequence-classification head.
         label_smoothing: epsilon of label-smoothed cross-entropy in the seq2seq head's loss.
+        sparse_prediction: the masked-LM head, given labels, scores only the masked positions (its logits are theirs).
         attention_score: "dot" (scaled dot product) or "additive" (v^T tanh(W q + U k)).
         attention_normalizer: "softmax", "relu" or "sigmoid", applied to the scores of each query.
         attention_pattern: "full", "window" (truncated self-attention, each query sees keys within
@@ -75,6 +76,7 @@ class ScratchformerConfig(PreTrainedConfig):
         scale_embedding=True,
         classifier_dropout=0.0,
         label_smoothing=0.0,
+        sparse_prediction=False,
         attention_score="dot",
         attention_normalizer="softmax",
         attention_pattern="full",
@@ -109,6 +111,7 @@ class ScratchformerConfig(PreTrainedConfig):
         self.scale_embedding = scale_embedding
         self.classifier_dropout = classifier_dropout
         self.label_smoothing = label_smoothing
+        self.sparse_prediction = sparse_prediction
         self.attention_score = attention_score
         self.attention_normalizer = attention_normalizer
         self.attention_pattern = attention_pattern

@@ -27,6 +27,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
+    MaskedLMOutput,
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
     SequenceClassifierOutput,
@@ -814,9 +815,81 @@ class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
         )
 
 
+class ScratchformerLMPredictionHead(nn.Module):
+    """BERT's masked-LM head: p(x_i | x with masks) = softmax(W_e · LayerNorm(act(W_t h_i + b_t)) + b), the output
+    matrix W_e being the token embeddings (tied)."""
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=True)
+
+    def forward(self, hidden_states):
+        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
+
+
+class ScratchformerForMaskedLM(ScratchformerPreTrainedModel):
+    """The encoder with a masked-LM head (BERT): predicts the tokens hidden by masking from both sides' context.
+    Weight names match the classification heads' (``model.shared``, ``model.encoder.*``), so its encoder loads
+    into them and into the seq2seq model's encoder."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.shared.weight"}
+
+    def __init__(self, config: ScratchformerConfig):
+        super().__init__(config)
+        self.model = ScratchformerEncoderModel(config)
+        self.lm_head = ScratchformerLMPredictionHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, value):
+        self.lm_head.decoder = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        """labels (b, n): the original token at each masked position, -100 elsewhere. With
+        ``config.sparse_prediction`` and labels, the head runs on the masked positions only (as ModernBERT's) and
+        the logits are theirs, (k, vocab) in row-major order: the head over the whole vocabulary is most of the
+        cost of a small model, and 85% of its rows would be thrown away."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden_states = outputs.last_hidden_state
+        if labels is not None and self.config.sparse_prediction:
+            labels = labels.to(hidden_states.device)
+            hidden_states, labels = hidden_states[labels != -100], labels[labels != -100]
+        logits = self.lm_head(hidden_states)  # (b, n, vocab), or (k, vocab)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1), ignore_index=-100
+            )
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 __all__ = [
     "ScratchformerEncoderModel",
     "ScratchformerForConditionalGeneration",
+    "ScratchformerForMaskedLM",
     "ScratchformerForSequenceClassification",
     "ScratchformerForTokenClassification",
     "ScratchformerModel",

@@ -13,7 +13,7 @@ from scratchformer import ScratchformerConfig
 from scratchformer.training import cli, tasks
 from scratchformer.training.args import from_flat
 from scratchformer.training.metrics import G2PErrorRate
-from scratchformer.training.tasks import TASKS, TranslationTask, get_task, task_of_architecture
+from scratchformer.training.tasks import TASKS, PretrainingTask, TranslationTask, get_task, task_of_architecture
 from scratchformer.training.trainer import train
 
 TRAINING = Path(tasks.__file__).parent
@@ -22,6 +22,8 @@ SAMPLE_SCORES = {  # one tiny input per metric
     "translation": (["a b c d"], [["a b c d"]]),
     "token-classification": ([["B-X", "O"]], [["B-X", "I-X"]]),
     "sequence-classification": ([0, 1], [0, 0]),
+    "masked-lm": ([[5, 6]], [[5, 7]]),
+    "denoising": ([[5, 6, 2]], [[5, 6, 2]]),
 }
 
 
@@ -36,8 +38,9 @@ def test_each_record_agrees_with_transformers_and_its_metric(name):
         assert task.pipeline_tag in pipelines.SUPPORTED_TASKS
     # the metric reports what the record says, and the best-by metric is one of them
     scores = task.metric().compute(predictions=SAMPLE_SCORES[name][0], references=SAMPLE_SCORES[name][1])
-    assert set(scores) == set(task.metric.reports) and task.best_metric in scores
-    assert task.label_column is None if task.seq2seq else task.label_column in ("tags", "label")
+    assert set(scores) == set(task.metric.reports) and task.best_metric in (*scores, "loss")
+    labelled = not task.seq2seq and not isinstance(task, PretrainingTask)
+    assert task.label_column in ("tags", "label") if labelled else task.label_column is None
 
 
 def test_metric_directions():

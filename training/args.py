@@ -104,6 +104,12 @@ class DataArguments:
     too_long: str = field(
         default="truncate", metadata={"help": "longer sequences: truncate (warns with a count) or error"}
     )
+    mlm_probability: float = field(default=0.15, metadata={"help": "masked-lm: share of the tokens to predict (BERT)"})
+    mask_ratio: float = field(
+        default=0.3, metadata={"help": "denoising: share of the tokens inside masked spans (BART)"}
+    )
+    poisson_lambda: float = field(default=3.0, metadata={"help": "denoising: mean length of a masked span"})
+    permute_sentences: bool = field(default=False, metadata={"help": "denoising: shuffle each text's sentences too"})
     max_train_samples: int | None = None
     max_eval_samples: int | None = field(
         default=None,
@@ -257,6 +263,11 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
         raise ValueError(f"batch_tokens={train_args.batch_tokens}; allowed: an integer >= 1, or 0 to use batch_size")
     if (data_args.source_lang is None) != (data_args.target_lang is None):
         raise ValueError("source_lang and target_lang go together: give both or neither")
+    for name, low, high in (("mlm_probability", 0, 1), ("mask_ratio", 0, 1)):
+        if not low < getattr(data_args, name) <= high:
+            raise ValueError(f"{name}={getattr(data_args, name)}; allowed: a number in ({low}, {high}]")
+    if data_args.poisson_lambda <= 0:
+        raise ValueError(f"poisson_lambda={data_args.poisson_lambda}; allowed: a number > 0")
     task.check_data_args(data_args)
     if train_args.metric_for_best is not None:
         allowed("metric_for_best", train_args.metric_for_best, ("loss", *task.metric.reports))

@@ -43,6 +43,7 @@ def build_model(task: Task, tokenizer, label_list, args):
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.bos_token_id,
         **labels,
+        **task.config_overrides,
     )
     return task.model_class._from_config(config, attn_implementation=args.attn_implementation)
 

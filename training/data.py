@@ -147,10 +147,12 @@ def tokenize(
     max_target_length: int,
     too_long: str,
     label_all_subwords: bool = False,
+    noise=None,
 ) -> DatasetDict:
-    """input_ids and labels for every split (the raw columns stay in data.raw, where evaluation reads them)."""
+    """input_ids and labels for every split (the raw columns stay in data.raw, where evaluation reads them);
+    `noise`: the pretraining tasks' corruption settings (noising.Noise)."""
     label_to_id = {label: i for i, label in enumerate(data.label_list or [])}
-    special = set(tokenizer.all_special_ids)
+    special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}  # a masked token stands for a real one
     features = {}
     for split, dataset in data.raw.items():
         limits = dict(
@@ -158,6 +160,7 @@ def tokenize(
             max_target_length=max_target_length,
             too_long=too_long,
             label_all_subwords=label_all_subwords,
+            noise=noise,
             where=lambda rows, split=split: data.where(split, rows),
         )
         columns = data.task.encode(split, dataset, tokenizer, limits, label_to_id)
@@ -183,6 +186,9 @@ class Collator:
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
+
+    def set_epoch(self, epoch: int):
+        """Nothing here depends on the epoch (the pretraining tasks' NoisingCollator does)."""
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         def pad(seqs, value):

@@ -19,6 +19,7 @@ from . import ctranslate2_export
 from .args import DataArguments
 from .data import load_task, tokenize
 from .evaluation import evaluate
+from .noising import Noise
 from .tasks import Task, get_task, task_of_architecture
 
 TRAINING_ARGS = "training_args.json"
@@ -99,6 +100,7 @@ def evaluate_saved(
         data_args.max_target_length or limit,
         data_args.too_long,
         data_args.label_all_subwords,
+        Noise.of(data_args, saved.training_args.get("TrainArguments", {}).get("seed", 42)),
     )[split]
     raw = data.raw[split]
     if max_samples:

@@ -8,6 +8,7 @@ Hub module would wrap (sacrebleu, seqeval):
     TranslationScores    bleu, chrf (sacrebleu, corpus level)
     TaggingScores        accuracy (per token), and seqeval precision/recall/f1 when the tags are IOB/BIO
     ClassificationScores accuracy, macro_f1
+    MaskedTokenAccuracy  accuracy   the pretraining tasks: predicted vs original token at each masked position
 """
 
 import datasets
@@ -131,8 +132,26 @@ class ClassificationScores(LocalMetric):
         }
 
 
+class MaskedTokenAccuracy(LocalMetric):
+    """Share of the corrupted positions whose original token the model ranks first (teacher forcing)."""
+
+    input_spec = "predictions, references: token ids at the positions to predict, per text"
+    input_features = datasets.Features(
+        {
+            "predictions": datasets.Sequence(datasets.Value("int64")),
+            "references": datasets.Sequence(datasets.Value("int64")),
+        }
+    )
+    reports = ("accuracy",)
+
+    def _compute(self, predictions, references):
+        pairs = [(p, r) for sent_p, sent_r in zip(predictions, references) for p, r in zip(sent_p, sent_r, strict=True)]
+        return {"accuracy": sum(p == r for p, r in pairs) / max(len(pairs), 1)}
+
+
 __all__ = [
     "ClassificationScores",
+    "MaskedTokenAccuracy",
     "G2PErrorRate",
     "LocalMetric",
     "TaggingScores",

@@ -5,7 +5,24 @@
   ``max_train_minutes`` caps training). The field defaults are close (but dropout 0.1, the whole validation split, no time cap).
 - ``g014b2b``: the standard G2P split of the papers (106,837 train / 12,000 test words), passed with
   ``--data_dir .../cmudict-g2p-split/g014b2b``; a larger model and a longer run (meant for a GPU, or hours of CPU).
+- ``sst2``, ``upos-ewt``: sentiment (GLUE SST-2 files) and UPOS tagging (UD English EWT CoNLL-U), with the files
+  passed as ``--train_file/--validation_file/--test_file``; ``mlm-english``: masked-LM pretraining of the same
+  encoder on a text file (examples/pretraining_corpus.py), which the other two fine-tune with
+  ``--model_name_or_path``. The three share the encoder's shape (ENCODER), so a pretrained one loads into either.
 """
+
+ENCODER = {"d_model": 256, "encoder_layers": 4, "attention_heads": 4, "ffn_dim": 1024, "vocab_size": 8000}
+FINE_TUNING = {  # the same budget from scratch and from a pretrained encoder
+    **ENCODER,
+    "dropout": 0.1,
+    "batch_tokens": 2000,
+    "learning_rate": 3e-4,
+    "lr_scheduler": "cosine",
+    "warmup_steps": 60,
+    "max_steps": 600,
+    "eval_every": 100,
+    "save_every": 100,
+}
 
 PRESETS: dict[str, dict] = {
     "default": {
@@ -51,6 +68,33 @@ PRESETS: dict[str, dict] = {
         "eval_batch_size": 512,
         "early_stopping_patience": 5,
         "num_beams": 4,
+    },
+    "mlm-english": {
+        "task": "masked-lm",
+        "output_dir": "outputs/mlm-english",
+        **ENCODER,
+        "dropout": 0.1,
+        "validation_split_per_mille": 20,
+        "max_eval_samples": 2000,
+        "batch_tokens": 4000,
+        "learning_rate": 5e-4,
+        "lr_scheduler": "cosine",
+        "warmup_steps": 150,
+        "max_steps": 1000,
+        "max_train_minutes": 30.0,
+        "eval_every": 250,
+        "save_every": 250,
+    },
+    "sst2": {
+        "task": "sequence-classification",
+        "output_dir": "outputs/sst2",
+        "text_column": "sentence",
+        **FINE_TUNING,
+    },
+    "upos-ewt": {
+        "task": "token-classification",
+        "output_dir": "outputs/upos-ewt",
+        **FINE_TUNING,
     },
 }
 

@@ -5,6 +5,8 @@
     translation               a sequence: text            ScratchformerForConditionalGeneration (translation) TranslationScores, bleu
     token-classification      one label per vector        ScratchformerForTokenClassification                 TaggingScores, accuracy
     sequence-classification   one label per sequence      ScratchformerForSequenceClassification (text-cls)   ClassificationScores, accuracy
+    masked-lm                 pretraining (BERT)          ScratchformerForMaskedLM (fill-mask)                MaskedTokenAccuracy, loss
+    denoising                 pretraining (BART)          ScratchformerForConditionalGeneration (text2text)  MaskedTokenAccuracy, loss
 
 A record holds everything that differs between tasks: the model class and pipeline tag, the metric and its
 direction, how a split is standardised and tokenized, how a batch's outputs become predictions, and how
@@ -16,6 +18,7 @@ Standard columns after ``standardise`` (what every later step reads):
     seq2seq                   train: source, target            validation/test: source, references (list)
     token-classification      tokens (list[str]), tags (list[str])
     sequence-classification   text, label (str)
+    masked-lm, denoising      text
 """
 
 import logging
@@ -23,13 +26,19 @@ import math
 
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
-from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 import scratchformer
 
 from .files import LINE, data_files, load_files
 from .g2p import load_cmudict, load_g014b2b
-from .metrics import ClassificationScores, G2PErrorRate, TaggingScores, TranslationScores
+from .metrics import ClassificationScores, G2PErrorRate, MaskedTokenAccuracy, TaggingScores, TranslationScores
+from .noising import NoisingCollator, Vocabulary, infill, mask_tokens
 from .tokenizers import encode_phonemes, encode_texts, train_g2p_tokenizer, train_text_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -79,6 +88,7 @@ class Task:
     label_column: str | None = None  # standard column holding the labels (classification)
     text_columns: tuple[str, ...] = ()  # standard columns that must not be empty
     description: str
+    config_overrides: dict = {}  # config fields a new model of this task gets
 
     # ------------------------------------------------------------------------------------------ the model
     @property
@@ -142,6 +152,10 @@ class Task:
         """Columns input_ids and labels of a split; `limits`: max_source_length, max_target_length, too_long,
         label_all_subwords."""
         raise NotImplementedError
+
+    def collator(self, tokenizer, noise, pad):
+        """What batches the training rows: `pad` itself (the pretraining tasks corrupt the rows first)."""
+        return pad
 
     # -------------------------------------------------------------------------------------- predictions
     def batch_predictions(self, model, batch: dict, outputs, tokenizer, label_list) -> list:
@@ -454,8 +468,109 @@ class SequenceClassificationTask(Task):
         return f"{output[0]}  (p={output[1]:.3f})"
 
 
+# ---------------------------------------------------------------------------------------------- pretraining
+class PretrainingTask(Task):
+    """Self-supervised: plain text in; the model restores what noising.py corrupted. Training rows are corrupted
+    afresh every epoch (in the collator), validation and test rows once, by the same function and seed."""
+
+    metric = MaskedTokenAccuracy
+    best_metric = "loss"
+    text_columns = ("text",)
+    corrupt: staticmethod  # noising.py: (ids, vocabulary, noise, rng) -> (input_ids, labels)
+
+    def standardise(self, split, dataset, args):
+        require_columns(split, dataset, {"text_column": args.text_column})
+        texts = dataset[args.text_column][:]
+        keep = [i for i, text in enumerate(texts) if text.strip()]
+        if len(keep) < len(texts):  # a text file's blank lines separate paragraphs: nothing to learn from
+            logger.info("%s split: %d blank texts skipped of %d", split, len(texts) - len(keep), len(texts))
+        columns = {"text": [texts[i] for i in keep]}
+        if LINE in dataset.column_names:
+            lines = dataset[LINE][:]
+            columns[LINE] = [lines[i] for i in keep]
+        return Dataset.from_dict(columns)
+
+    def tokenizer_texts(self, train):
+        return iter(train["text"][:])
+
+    def train_tokenizer(self, train, args, model_max_length):
+        return train_text_tokenizer(
+            self.tokenizer_texts(train), args.tokenizer_type, args.vocab_size, model_max_length, mask=True
+        )
+
+    def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        ids = encode_texts(tokenizer, dataset["text"][:])
+        check_lengths("text", [len(s) for s in ids], limits, split, "max_source_length")
+        ids = [cut(s, limits["max_source_length"]) for s in ids]
+        if split == "train":  # corrupted by the collator, afresh each epoch
+            return {"input_ids": ids, "labels": ids, "row": list(range(len(ids)))}
+        vocab, noise = Vocabulary.of(tokenizer), limits["noise"]
+        pairs = [self.corrupt(row, vocab, noise, noise.generator(-1, i)) for i, row in enumerate(ids)]
+        return {"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]}
+
+    def collator(self, tokenizer, noise, pad):
+        return NoisingCollator(self.corrupt, Vocabulary.of(tokenizer), noise, pad)
+
+    def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
+        """The model's first choice at each position to restore (teacher forcing: no generation); sparse logits
+        (config.sparse_prediction) hold those positions only, row after row."""
+        gold = batch["labels"] != -100
+        best = outputs.logits.argmax(-1)
+        best = best[gold] if best.shape == gold.shape else best
+        return [row.tolist() for row in best.split(gold.sum(1).tolist())]
+
+    def references(self, raw, labels, rows, label_list):
+        return [[y for y in labels[i] if y != -100] for i in rows]
+
+    def example(self, row, prediction, label_list):
+        return {"text": row["text"], "predicted_ids": prediction}
+
+    def format_example(self, e):
+        return f"{e['text'][:80]!r}: {len(e['predicted_ids'])} tokens to restore"
+
+    def example_text(self, e):
+        return e["text"]
+
+
+class MaskedLMTask(PretrainingTask):
+    name = "masked-lm"
+    model_class_name = "ScratchformerForMaskedLM"
+    auto_class = AutoModelForMaskedLM
+    pipeline_tag = "fill-mask"
+    config_overrides = {"sparse_prediction": True}
+    corrupt = staticmethod(mask_tokens)
+    description = "masked-LM pretraining of the encoder (BERT): 15% of the tokens hidden, 80/10/10"
+
+    @torch.no_grad()
+    def predict(self, model, tokenizer, texts, num_beams=None):
+        """The text with each <mask> replaced by the model's first choice."""
+        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+        ids = batch["input_ids"].clone()
+        masked = ids == tokenizer.mask_token_id
+        ids[masked] = model(**batch).logits.argmax(-1)[masked]
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+class DenoisingTask(PretrainingTask):
+    name = "denoising"
+    model_class_name = "ScratchformerForConditionalGeneration"
+    auto_class = AutoModelForSeq2SeqLM
+    pipeline_tag = "text2text-generation"
+    description = "denoising pretraining of the encoder-decoder (BART): text infilling, Poisson(3) spans"
+    corrupt = staticmethod(infill)
+    predict = Seq2SeqTask.predict  # the reconstruction, generated
+
+
 TASKS: dict[str, Task] = {
-    task.name: task for task in (G2PTask(), TranslationTask(), TokenClassificationTask(), SequenceClassificationTask())
+    task.name: task
+    for task in (
+        G2PTask(),
+        TranslationTask(),
+        TokenClassificationTask(),
+        SequenceClassificationTask(),
+        MaskedLMTask(),
+        DenoisingTask(),
+    )
 }
 
 
@@ -474,7 +589,10 @@ def task_of_architecture(architecture: str) -> Task | None:
 
 __all__ = [
     "TASKS",
+    "DenoisingTask",
     "G2PTask",
+    "MaskedLMTask",
+    "PretrainingTask",
     "SequenceClassificationTask",
     "Seq2SeqTask",
     "Task",

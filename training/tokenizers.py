@@ -19,17 +19,20 @@ from collections.abc import Iterable
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0, 1, 2, 3
+PAD, BOS, EOS, UNK, MASK = "<pad>", "<s>", "</s>", "<unk>", "<mask>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0, 1, 2, 3; the pretraining tasks add MASK = 4
 TOKENIZER_TYPES = ("bpe", "unigram", "wordpiece", "char")
 
 
 def wrap(backend: Tokenizer, model_max_length: int | None = None) -> PreTrainedTokenizerFast:
-    """Wrap a `tokenizers.Tokenizer` as the transformers tokenizer saved with the model."""
+    """Wrap a `tokenizers.Tokenizer` as the transformers tokenizer saved with the model (with its <mask> token,
+    id 4, when it has one: the pretraining tasks' tokenizers)."""
     backend.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, backend.token_to_id(EOS))]
     )
     kwargs = {"model_max_length": model_max_length} if model_max_length else {}
+    if backend.token_to_id(MASK) is not None:
+        kwargs["mask_token"] = MASK
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK, **kwargs
     )
@@ -74,22 +77,24 @@ def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
     return [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(list(texts))]
 
 
-def train_text_tokenizer(texts: Iterable[str], kind="bpe", vocab_size=8000, model_max_length=None):
-    """Subword tokenizer trained on `texts` (an iterator over the training split)."""
+def train_text_tokenizer(texts: Iterable[str], kind="bpe", vocab_size=8000, model_max_length=None, mask=False):
+    """Subword tokenizer trained on `texts` (an iterator over the training split); `mask`: with a <mask> token
+    (id 4), for pretraining, and so for the models fine-tuned from it."""
+    specials = SPECIAL_TOKENS + [MASK] * mask
     if kind == "bpe":
         backend = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     elif kind == "unigram":
         backend = Tokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False
+            vocab_size=vocab_size, special_tokens=specials, unk_token=UNK, show_progress=False
         )
     elif kind == "wordpiece":
         backend = Tokenizer(models.WordPiece(unk_token=UNK))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     elif kind == "char":
         backend = Tokenizer(models.BPE(unk_token=UNK))  # BPE with no merges = characters
-        trainer = trainers.BpeTrainer(vocab_size=0, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer = trainers.BpeTrainer(vocab_size=0, special_tokens=specials, show_progress=False)
     else:
         raise ValueError(f"tokenizer_type={kind!r}; allowed: {', '.join(TOKENIZER_TYPES)}")
     backend.normalizer = normalizers.NFKC()
@@ -100,13 +105,14 @@ def train_text_tokenizer(texts: Iterable[str], kind="bpe", vocab_size=8000, mode
         backend.pre_tokenizer = pre_tokenizers.Metaspace()
         backend.decoder = decoders.Metaspace()
     backend.train_from_iterator(texts, trainer=trainer)
-    for i, token in enumerate(SPECIAL_TOKENS):
+    for i, token in enumerate(specials):
         if backend.token_to_id(token) != i:
             raise RuntimeError(f"{kind} trainer put {token} at id {backend.token_to_id(token)}, expected {i}")
     return wrap(backend, model_max_length)
 
 
 __all__ = [
+    "MASK",
     "SPECIAL_TOKENS",
     "TOKENIZER_TYPES",
     "encode_phonemes",

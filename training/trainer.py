@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import is_tensorboard_available, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
 from .building import build_model, generation_config
@@ -41,6 +41,7 @@ from .data import (
 from .evaluation import evaluate
 from .export import CardInfo
 from .hub import check_repo_id, push_to_hub, resolve_token
+from .noising import Noise
 from .optim import make_optimizer
 from .tracking import JSONLinesTracker, flat_hparams, plot_history
 
@@ -61,6 +62,40 @@ class Stop:
 
     def __str__(self):
         return self.detail
+
+
+def load_report(model, info: dict, path: str, saved_config) -> dict:
+    """Which of the model's weights came from `path` (loaded), which are new, which of the file's were dropped."""
+    new, dropped = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    mismatched = sorted(str(key) for key in info.get("mismatched_keys", ()))
+    weights = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}  # tied: once
+    loaded = sorted(weights & set(model.state_dict()) - set(new) - set(mismatched))
+    return {
+        "from": path,
+        "saved_head": (saved_config.architectures or ["?"])[0],
+        "head": type(model).__name__,
+        "loaded": loaded,
+        "new": new,
+        "dropped": dropped,
+        "mismatched": mismatched,
+    }
+
+
+def format_load_report(report: dict) -> str:
+    """One line per kind, the weights grouped by module (``model.encoder.layers.*: 96``)."""
+
+    def groups(keys):
+        counts = {}
+        for key in keys:
+            parts = key.split(".")
+            prefix = ".".join(parts[: parts.index("layers") + 1] if "layers" in parts else parts[:-1])
+            counts[prefix] = counts.get(prefix, 0) + 1
+        return ", ".join(f"{prefix}.* ({n})" for prefix, n in counts.items()) or "none"
+
+    return f"{report['head']} from {report['from']} ({report['saved_head']}):\n" + "\n".join(
+        f"  {kind:<10} {len(report[kind]):>4} tensors: {groups(report[kind])}"
+        for kind in ("loaded", "new", "dropped", "mismatched")
+    )
 
 
 def subset(n: int, k: int, seed: int) -> list[int]:
@@ -137,18 +172,48 @@ class Trainer:
                     tokenizer = AutoTokenizer.from_pretrained(self.out)
         if not model_args.model_name_or_path:
             return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args)
-        model = self.task.model_class.from_pretrained(
-            model_args.model_name_or_path, attn_implementation=model_args.attn_implementation
+        return tokenizer, self.pretrained_model()
+
+    def pretrained_model(self):
+        """The task's head from --model_name_or_path (a folder or a Hub id), whatever head saved it: the weights
+        both have are loaded, the head's own are new, the saved head's are dropped (load_report.json says which).
+
+        The architecture is the saved one; the run's regularisation (dropout, label smoothing) is this run's. A
+        head of another kind gets this data's labels; a seq2seq model from an encoder gets a new decoder of
+        --decoder_layers layers; an encoder-only head keeps no decoder."""
+        model_args, data, path = self.model_args, self.data, self.model_args.model_name_or_path
+        saved = AutoConfig.from_pretrained(path)
+        same_head = (saved.architectures or [None])[0] == self.task.model_class_name
+        overrides = {
+            name: getattr(model_args, name)
+            for name in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing")
+        }
+        if not self.task.seq2seq:
+            overrides["decoder_layers"] = 0
+        elif not saved.decoder_layers:
+            overrides["decoder_layers"] = model_args.decoder_layers
+        if data.label_list and not same_head:
+            overrides |= dict(
+                num_labels=len(data.label_list),
+                id2label=dict(enumerate(data.label_list)),
+                label2id={label: i for i, label in enumerate(data.label_list)},
+            )
+        model, info = self.task.model_class.from_pretrained(
+            path, attn_implementation=model_args.attn_implementation, output_loading_info=True, **overrides
         )
-        if data.label_list:  # keep the saved model's label ids
+        if data.label_list and same_head:  # keep the saved model's label ids
             saved_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
             if set(data.label_list) - set(saved_labels):
                 raise ValueError(
                     f"labels {sorted(set(data.label_list) - set(saved_labels))} are not among the labels of "
-                    f"{model_args.model_name_or_path}: {saved_labels}"
+                    f"{path}: {saved_labels}"
                 )
             data.label_list = saved_labels
-        return tokenizer, model
+        report = load_report(model, info, path, saved)
+        if self.main:
+            write_atomic(self.out / "load_report.json", json.dumps(report, indent=2))
+            logger.info("%s", format_load_report(report))
+        return model
 
     def tokenized(self):
         """Token ids of every split, within the model's limits; the validation subset; the generation config."""
@@ -160,8 +225,15 @@ class Trainer:
                 raise ValueError(
                     f"{name}={value} exceeds the model's max_position_embeddings={config.max_position_embeddings}"
                 )
+        self.noise = Noise.of(data_args, self.args.seed)
         features = tokenize(
-            self.data, self.tokenizer, max_source, max_target, data_args.too_long, data_args.label_all_subwords
+            self.data,
+            self.tokenizer,
+            max_source,
+            max_target,
+            data_args.too_long,
+            data_args.label_all_subwords,
+            self.noise,
         )
         if data_args.max_eval_samples:  # a seeded random subset (the G2P splits are sorted alphabetically)
             keep = subset(len(features["validation"]), data_args.max_eval_samples, self.args.seed)
@@ -185,10 +257,11 @@ class Trainer:
             seed=args.seed,
             num_processes=accelerator.num_processes,
         )
+        self.collator = self.task.collator(self.tokenizer, self.noise, Collator(self.tokenizer.pad_token_id))
         loader = DataLoader(
             self.features["train"],
             batch_sampler=self.sampler,
-            collate_fn=Collator(self.tokenizer.pad_token_id),
+            collate_fn=self.collator,
             num_workers=args.num_workers,
             generator=torch.Generator().manual_seed(args.seed),
         )
@@ -233,6 +306,7 @@ class Trainer:
             return Stop(StopReason.MAX_STEPS, "max_steps reached")
         while True:
             self.sampler.set_epoch(state.epoch)
+            self.collator.set_epoch(state.epoch)
             batches = accelerator.skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
             for batch in batches:
                 if not self.training_step(batch):

@@ -8,6 +8,7 @@ Registration lives here, not in the modeling files, because those ship to the Hu
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -16,6 +17,7 @@ from transformers import (
 from .configuration.configuration_scratchformer import ScratchformerConfig
 from .modeling.modeling_scratchformer import (
     ScratchformerForConditionalGeneration,
+    ScratchformerForMaskedLM,
     ScratchformerForSequenceClassification,
     ScratchformerForTokenClassification,
     ScratchformerModel,
@@ -27,6 +29,7 @@ AUTO_CLASSES = {
     AutoModelForSeq2SeqLM: ScratchformerForConditionalGeneration,
     AutoModelForSequenceClassification: ScratchformerForSequenceClassification,
     AutoModelForTokenClassification: ScratchformerForTokenClassification,
+    AutoModelForMaskedLM: ScratchformerForMaskedLM,
 }
 
 AutoConfig.register(ScratchformerConfig.model_type, ScratchformerConfig, exist_ok=True)
@@ -39,6 +42,7 @@ __all__ = [
     "AUTO_CLASSES",
     "ScratchformerConfig",
     "ScratchformerForConditionalGeneration",
+    "ScratchformerForMaskedLM",
     "ScratchformerForSequenceClassification",
     "ScratchformerForTokenClassification",
     "ScratchformerModel",
