@@ -37,6 +37,9 @@ class ScratchformerConfig(PreTrainedConfig):
         classifier_dropout: dropout before the sequence-classification head.
         label_smoothing: epsilon of label-smoothed cross-entropy in the seq2seq head's loss.
         sparse_prediction: the masked-LM head, given labels, scores only the masked positions (its logits are theirs).
+        input_features_dim: None (the encoder reads tokens, or d_model-wide ``inputs_embeds``), or the width f of the
+            vectors the encoder reads as ``inputs_embeds`` (frames, patches, graph nodes: any vector set), which
+            it maps to d_model with a learned projection, a^i = W_in x^i + b_in, before adding positions.
         attention_score: "dot" (scaled dot product) or "additive" (v^T tanh(W q + U k)).
         attention_normalizer: "softmax", "relu" or "sigmoid", applied to the scores of each query.
         attention_pattern: "full", "window" (truncated self-attention, each query sees keys within
@@ -77,6 +80,7 @@ class ScratchformerConfig(PreTrainedConfig):
         classifier_dropout=0.0,
         label_smoothing=0.0,
         sparse_prediction=False,
+        input_features_dim=None,
         attention_score="dot",
         attention_normalizer="softmax",
         attention_pattern="full",
@@ -112,6 +116,7 @@ class ScratchformerConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.label_smoothing = label_smoothing
         self.sparse_prediction = sparse_prediction
+        self.input_features_dim = input_features_dim
         self.attention_score = attention_score
         self.attention_normalizer = attention_normalizer
         self.attention_pattern = attention_pattern
@@ -157,6 +162,9 @@ class ScratchformerConfig(PreTrainedConfig):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if field.endswith("_layers") else 1):
                 fail(field, "an integer >= " + ("0" if field.endswith("_layers") else "1"))
+        f = self.input_features_dim
+        if f is not None and (isinstance(f, bool) or not isinstance(f, int) or f < 1):
+            fail("input_features_dim", "None or an integer >= 1")
         for side in ("encoder", "decoder"):
             heads = getattr(self, f"{side}_attention_heads")
             if self.d_model % heads:

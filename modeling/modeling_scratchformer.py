@@ -341,6 +341,8 @@ class ScratchformerEncoder(ScratchformerStack):
 
     def __init__(self, config: ScratchformerConfig, embed_tokens=None):
         super().__init__(config, config.encoder_attention_heads, embed_tokens)
+        features = config.input_features_dim
+        self.input_projection = nn.Linear(features, config.d_model) if features else None  # W_in, b_in
         self.layers = nn.ModuleList(ScratchformerEncoderLayer(config, i) for i in range(config.encoder_layers))
         self.gradient_checkpointing = False
         self.post_init()
@@ -360,6 +362,8 @@ class ScratchformerEncoder(ScratchformerStack):
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         self.check_custom_mask(attention_mask, "attention_mask")
+        if inputs_embeds is not None and self.input_projection is not None:  # vectors of input_features_dim
+            inputs_embeds = self.input_projection(inputs_embeds)
         hidden_states, rotary, positions = self.embed(input_ids, inputs_embeds)
         keep = self_attention_mask(
             positions, positions, causal=False, window=self.config.attention_window, key_padding=attention_mask

@@ -83,6 +83,13 @@ class DataArguments:
     translation_column: str = "translation"
     text_column: str = "text"
     label_column: str = "label"
+    features_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "token-/sequence-classification: a column of float vectors per row (frames, patches, nodes), "
+            "read by the encoder as inputs_embeds through a learned projection, instead of text"
+        },
+    )
     tokens_column: str = "tokens"
     tags_column: str = "tags"
     label_names: list[str] | None = field(
@@ -268,6 +275,9 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
             raise ValueError(f"{name}={getattr(data_args, name)}; allowed: a number in ({low}, {high}]")
     if data_args.poisson_lambda <= 0:
         raise ValueError(f"poisson_lambda={data_args.poisson_lambda}; allowed: a number > 0")
+    if data_args.features_column and not task.takes_vectors:
+        takes = [name for name, t in TASKS.items() if t.takes_vectors]
+        raise ValueError(f"features_column: task={task.name!r} reads text; the tasks that read vectors are {takes}")
     task.check_data_args(data_args)
     if train_args.metric_for_best is not None:
         allowed("metric_for_best", train_args.metric_for_best, ("loss", *task.metric.reports))

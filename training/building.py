@@ -7,9 +7,9 @@ from scratchformer import ScratchformerConfig
 from .tasks import Task
 
 
-def build_model(task: Task, tokenizer, label_list, args):
+def build_model(task: Task, tokenizer, label_list, args, input_features_dim: int | None = None):
     """The task's head on a new ScratchformerConfig (`args`: ModelArguments); the classification heads get
-    the labels and no decoder."""
+    the labels and no decoder; `input_features_dim`: the width of the vectors it reads, if it reads vectors."""
     labels = {}
     if label_list:
         labels = dict(
@@ -38,6 +38,7 @@ def build_model(task: Task, tokenizer, label_list, args):
         attention_window=args.attention_window,
         position_encoding=args.position_encoding,
         norm_placement=args.norm_placement,
+        input_features_dim=input_features_dim,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

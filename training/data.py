@@ -83,6 +83,7 @@ def load_task(args, seed: int = 42) -> TaskData:
             raise ValueError(f"the {split} split is empty")
     data = TaskData(task, DatasetDict(splits), files=source_files(args))
     check_empty(data)
+    check_vectors(data)
     data.label_list = check_labels(data, args.label_names)
     return data
 
@@ -164,7 +165,7 @@ def tokenize(
             where=lambda rows, split=split: data.where(split, rows),
         )
         columns = data.task.encode(split, dataset, tokenizer, limits, label_to_id)
-        for name in ("input_ids", "labels") if data.task.seq2seq else ("input_ids",):
+        for name in [n for n in (("input_ids", "labels") if data.task.seq2seq else ("input_ids",)) if n in columns]:
             # a row of special tokens only (a text of '<pad>'s) trains on nothing
             rows = [
                 i
@@ -191,21 +192,39 @@ class Collator:
         """Nothing here depends on the epoch (the pretraining tasks' NoisingCollator does)."""
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        def pad(seqs, value):
+        def pad(seqs, value, dtype=torch.long):
             width = max(len(s) for s in seqs)
-            return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+            return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=dtype)
 
-        ids = [r["input_ids"] for r in rows]
-        batch = {"input_ids": pad(ids, self.pad_token_id), "attention_mask": pad([[1] * len(s) for s in ids], 0)}
+        if "inputs_embeds" in rows[0]:  # vectors: padded with zero vectors (masked out)
+            vectors = [r["inputs_embeds"] for r in rows]
+            zero = [0.0] * len(vectors[0][0])
+            batch = {"inputs_embeds": pad(vectors, zero, torch.float32)}
+        else:
+            vectors = [r["input_ids"] for r in rows]
+            batch = {"input_ids": pad(vectors, self.pad_token_id)}
+        batch["attention_mask"] = pad([[1] * len(s) for s in vectors], 0)
         if "labels" in rows[0]:
             labels = [r["labels"] for r in rows]
             batch["labels"] = pad(labels, -100) if isinstance(labels[0], list) else torch.tensor(labels)
         return batch
 
 
+def input_column(features: Dataset) -> str:
+    """input_ids, or inputs_embeds for a task read from vectors."""
+    return "inputs_embeds" if "inputs_embeds" in features.column_names else "input_ids"
+
+
+def check_vectors(data: TaskData):
+    """Vector inputs (--features_column) have one width in every split: the width the model is built for."""
+    widths = {split: len(d["features"][0][0]) for split, d in data.raw.items() if "features" in d.column_names}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"features_column: the vectors' widths differ between splits: {widths}")
+
+
 def row_lengths(dataset: Dataset, seq2seq: bool) -> list[int]:
-    """Cost of a row in padded tokens: source length, plus target length for seq2seq."""
-    lengths = [len(x) for x in dataset["input_ids"][:]]
+    """Cost of a row in padded tokens: source length (tokens or vectors), plus target length for seq2seq."""
+    lengths = [len(x) for x in dataset[input_column(dataset)][:]]
     if seq2seq:
         lengths = [a + len(y) for a, y in zip(lengths, dataset["labels"][:])]
     return lengths
@@ -310,6 +329,7 @@ __all__ = [
     "TaskData",
     "check_labels",
     "eval_batches",
+    "input_column",
     "load_task",
     "row_lengths",
     "steps_per_epoch",

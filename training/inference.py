@@ -132,6 +132,11 @@ def predict(model_dir, texts: list[str], num_beams=None, engine="torch") -> tupl
         raise ValueError(f"engine={engine!r}; allowed: torch, ctranslate2")
     saved = load_saved(model_dir)
     task = saved.require_task("predict")
+    if saved.model.config.input_features_dim:
+        raise ValueError(
+            f"{model_dir} reads vectors of {saved.model.config.input_features_dim} numbers, not text: call the model "
+            "with inputs_embeds (see the README's 'Any vector set as input')"
+        )
     return task, task.predict(saved.model, saved.tokenizer, texts, num_beams)
 
 

@@ -76,6 +76,31 @@ def check_lengths(name: str, lengths: list[int], limits: dict, split: str, argum
     logger.warning(message + "; they are truncated (too_long=truncate)")
 
 
+def read_vectors(split: str, dataset: Dataset, column: str) -> list:
+    """The vectors of each row of a --features_column (frames, patches, graph nodes: any vector set), checked: a
+    non-empty list of equally long lists of finite numbers per row."""
+    rows = dataset[column][:]
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or not row or not all(isinstance(v, list) and v for v in row):
+            raise ValueError(
+                f"{split} split row {i + 1}: --features_column {column!r} holds {type(row).__name__}; "
+                "allowed: a non-empty list of vectors (lists of numbers), one per input position"
+            )
+        widths = sorted({len(v) for v in row})
+        if len(widths) > 1:
+            raise ValueError(
+                f"{split} split row {i + 1}: vectors of {widths} numbers; every vector needs the same width"
+            )
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for v in row for x in v):
+            raise ValueError(f"{split} split row {i + 1}: a vector holds a value that is not a finite number")
+    return rows
+
+
+def vector_names(row: dict) -> list[str]:
+    """Stand-in words for a row of vectors in predictions files and examples: x1, x2, ..."""
+    return [f"x{i + 1}" for i in range(len(row["features"]))]
+
+
 class Task:
     """What one task is; subclasses fill in the class attributes and the data/prediction methods."""
 
@@ -86,6 +111,7 @@ class Task:
     metric: type  # an evaluate.Metric of metrics.py
     best_metric: str  # the metric that picks the best checkpoint
     label_column: str | None = None  # standard column holding the labels (classification)
+    takes_vectors: bool = False  # its input may be float vectors (--features_column) instead of text
     text_columns: tuple[str, ...] = ()  # standard columns that must not be empty
     description: str
     config_overrides: dict = {}  # config fields a new model of this task gets
@@ -142,8 +168,10 @@ class Task:
         raise NotImplementedError
 
     def train_tokenizer(self, train: Dataset, args, model_max_length: int | None):
-        """A tokenizer trained on the standardised train split only."""
-        return train_text_tokenizer(self.tokenizer_texts(train), args.tokenizer_type, args.vocab_size, model_max_length)
+        """A tokenizer trained on the standardised train split only; for vector inputs, the special tokens only
+        (the model reads no text, and its folder still loads with AutoTokenizer)."""
+        texts = iter(()) if "features" in train.column_names else self.tokenizer_texts(train)
+        return train_text_tokenizer(texts, args.tokenizer_type, args.vocab_size, model_max_length)
 
     def tokenizer_texts(self, train: Dataset):
         raise NotImplementedError
@@ -152,6 +180,15 @@ class Task:
         """Columns input_ids and labels of a split; `limits`: max_source_length, max_target_length, too_long,
         label_all_subwords."""
         raise NotImplementedError
+
+    def encode_vectors(self, split, dataset, limits, labels) -> dict[str, list]:
+        """Columns inputs_embeds (the vectors, for the encoder's input projection) and labels of a vector split."""
+        vectors, limit = dataset["features"][:], limits["max_source_length"]
+        check_lengths("vector", [len(v) for v in vectors], limits, split, "max_source_length")
+        return {
+            "inputs_embeds": [v[:limit] for v in vectors],
+            "labels": [y[:limit] if isinstance(y, list) else y for y in labels],
+        }
 
     def collator(self, tokenizer, noise, pad):
         """What batches the training rows: `pad` itself (the pretraining tasks corrupt the rows first)."""
@@ -333,15 +370,28 @@ class TokenClassificationTask(Task):
     text_columns = ("tokens",)
     description = "tagging: one label per word"
 
+    takes_vectors = True  # one label per vector: frames, patches, nodes
+
     def standardise(self, split, dataset, args):
-        require_columns(split, dataset, {"tokens_column": args.tokens_column, "tags_column": args.tags_column})
+        inputs = (
+            ("features_column", args.features_column) if args.features_column else ("tokens_column", args.tokens_column)
+        )
+        require_columns(split, dataset, {inputs[0]: inputs[1], "tags_column": args.tags_column})
         tags = dataset[args.tags_column][:]
         names = getattr(getattr(dataset.features[args.tags_column], "feature", None), "names", None)
         if names:  # Sequence(ClassLabel) on the Hub
             tags = [[names[t] for t in sentence] for sentence in tags]
-        return Dataset.from_dict(
-            {"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]}
-        )
+        if not args.features_column:
+            return Dataset.from_dict(
+                {"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]}
+            )
+        vectors = read_vectors(split, dataset, args.features_column)
+        for i, (row, row_tags) in enumerate(zip(vectors, tags)):
+            if len(row) != len(row_tags):
+                raise ValueError(
+                    f"{split} split row {i + 1}: {len(row)} vectors but {len(row_tags)} tags; one tag per vector"
+                )
+        return Dataset.from_dict({"features": vectors, "tags": [[str(t) for t in s] for s in tags]})
 
     def labels_of(self, dataset):
         return {tag for row in dataset["tags"][:] for tag in row}
@@ -350,6 +400,10 @@ class TokenClassificationTask(Task):
         return (" ".join(tokens) for tokens in train["tokens"][:])
 
     def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        if "features" in dataset.column_names:
+            return self.encode_vectors(
+                split, dataset, limits, [[label_to_id[t] for t in s] for s in dataset["tags"][:]]
+            )
         encoded = tokenizer(dataset["tokens"][:], is_split_into_words=True)
         input_ids, labels = [], []
         for i, tags in enumerate(dataset["tags"][:]):
@@ -375,7 +429,7 @@ class TokenClassificationTask(Task):
         return [[label_list[y] for y in labels[i] if y != -100] for i in rows]
 
     def example(self, row, prediction, label_list):
-        return {"tokens": row["tokens"], "prediction": prediction, "reference": row["tags"]}
+        return {"tokens": row.get("tokens") or vector_names(row), "prediction": prediction, "reference": row["tags"]}
 
     def format_example(self, e):  # word/TAG, with the reference tag after it where it differs
         return " ".join(
@@ -419,12 +473,21 @@ class SequenceClassificationTask(Task):
     text_columns = ("text",)
     description = "classification: one label per text"
 
+    takes_vectors = True  # one label per vector set
+
     def standardise(self, split, dataset, args):
-        require_columns(split, dataset, {"text_column": args.text_column, "label_column": args.label_column})
+        inputs = (
+            ("features_column", args.features_column) if args.features_column else ("text_column", args.text_column)
+        )
+        require_columns(split, dataset, {inputs[0]: inputs[1], "label_column": args.label_column})
         labels = dataset[args.label_column][:]
         feature = dataset.features[args.label_column]
         if isinstance(feature, ClassLabel):
             labels = [feature.names[y] for y in labels]
+        if args.features_column:
+            return Dataset.from_dict(
+                {"features": read_vectors(split, dataset, args.features_column), "label": [str(y) for y in labels]}
+            )
         return Dataset.from_dict({"text": dataset[args.text_column][:], "label": [str(y) for y in labels]})
 
     def labels_of(self, dataset):
@@ -434,6 +497,8 @@ class SequenceClassificationTask(Task):
         return iter(train["text"][:])
 
     def encode(self, split, dataset, tokenizer, limits, label_to_id):
+        if "features" in dataset.column_names:
+            return self.encode_vectors(split, dataset, limits, [label_to_id[y] for y in dataset["label"][:]])
         input_ids = encode_texts(tokenizer, dataset["text"][:])
         limit = limits["max_source_length"]
         check_lengths("text", [len(s) for s in input_ids], limits, split, "max_source_length")
@@ -449,7 +514,8 @@ class SequenceClassificationTask(Task):
         return [labels[i] for i in rows]
 
     def example(self, row, prediction, label_list):
-        return {"text": row["text"], "prediction": label_list[prediction], "reference": row["label"]}
+        text = row.get("text") or " ".join(vector_names(row))
+        return {"text": text, "prediction": label_list[prediction], "reference": row["label"]}
 
     def format_example(self, e):
         return f"{'ok ' if e['prediction'] == e['reference'] else 'ERR'} {e['text']!r} -> {e['prediction']} (ref: {e['reference']})"
@@ -507,6 +573,15 @@ class PretrainingTask(Task):
         vocab, noise = Vocabulary.of(tokenizer), limits["noise"]
         pairs = [self.corrupt(row, vocab, noise, noise.generator(-1, i)) for i, row in enumerate(ids)]
         return {"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]}
+
+    def encode_vectors(self, split, dataset, limits, labels) -> dict[str, list]:
+        """Columns inputs_embeds (the vectors, for the encoder's input projection) and labels of a vector split."""
+        vectors, limit = dataset["features"][:], limits["max_source_length"]
+        check_lengths("vector", [len(v) for v in vectors], limits, split, "max_source_length")
+        return {
+            "inputs_embeds": [v[:limit] for v in vectors],
+            "labels": [y[:limit] if isinstance(y, list) else y for y in labels],
+        }
 
     def collator(self, tokenizer, noise, pad):
         return NoisingCollator(self.corrupt, Vocabulary.of(tokenizer), noise, pad)

@@ -171,7 +171,9 @@ class Trainer:
                 else:
                     tokenizer = AutoTokenizer.from_pretrained(self.out)
         if not model_args.model_name_or_path:
-            return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args)
+            train = data.raw["train"]
+            width = len(train[0]["features"][0]) if "features" in train.column_names else None
+            return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args, width)
         return tokenizer, self.pretrained_model()
 
     def pretrained_model(self):
@@ -347,7 +349,7 @@ class Trainer:
                 self.scheduler.step()
             self.optimizer.zero_grad()
         self.state.batch_in_epoch += 1
-        rows = batch["input_ids"].shape[0]
+        rows = batch["attention_mask"].shape[0]
         tokens = batch["attention_mask"].sum() + (batch["labels"] != -100).sum() * self.task.seq2seq
         self.window += torch.stack(
             [loss.detach().float() * rows, torch.tensor(rows, device=self.window.device), tokens.float()]
