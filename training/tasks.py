@@ -574,15 +574,6 @@ class PretrainingTask(Task):
         pairs = [self.corrupt(row, vocab, noise, noise.generator(-1, i)) for i, row in enumerate(ids)]
         return {"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]}
 
-    def encode_vectors(self, split, dataset, limits, labels) -> dict[str, list]:
-        """Columns inputs_embeds (the vectors, for the encoder's input projection) and labels of a vector split."""
-        vectors, limit = dataset["features"][:], limits["max_source_length"]
-        check_lengths("vector", [len(v) for v in vectors], limits, split, "max_source_length")
-        return {
-            "inputs_embeds": [v[:limit] for v in vectors],
-            "labels": [y[:limit] if isinstance(y, list) else y for y in labels],
-        }
-
     def collator(self, tokenizer, noise, pad):
         return NoisingCollator(self.corrupt, Vocabulary.of(tokenizer), noise, pad)
 
