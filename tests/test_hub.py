@@ -4,11 +4,16 @@ Fresh processes (tests/hub_client.py) load every head by repo id over HTTP; thei
 those of the in-memory models that were exported.
 """
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 pytest.register_assert_rewrite("hub_fixtures")
-from hub_fixtures import HEADS, TEXTS, local_outputs  # noqa: E402
+from hub_fixtures import HEADS, TEXTS, WORDS, client_env, local_outputs  # noqa: E402
 
 pytest_plugins = ["hub_fixtures"]
 
@@ -85,3 +90,27 @@ def test_card_snippets_run_as_written(pulled, hub_exports):
     tagger = pipeline("token-classification", model=hub_exports["token_cls"].model, tokenizer=tokenizer)
     tags = tagger(TEXTS[0])
     assert tags and snippets["token_cls"]["stdout"] == f"{tags}\n"  # the card's pipeline == a local one
+
+
+def test_fine_tuning_from_a_hub_id_loads_the_encoder_and_reports_it(hub_endpoint, hub_exports, tmp_path):
+    """`scratchformer train --model_name_or_path ORG/NAME` in a user's process: weights and tokenizer come over
+    HTTP from the loopback Hub; the classification head takes the seq2seq model's encoder."""
+    rows = [{"text": " ".join(WORDS[i % 7 : i % 7 + 4]), "label": ["neg", "pos"][i % 2]} for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    export = hub_exports["seq2seq"]
+    command = [sys.executable, "-m", "scratchformer.training", "train", "--task", "sequence-classification",
+               "--model_name_or_path", export.repo_id, "--train_file", str(tmp_path / "train.jsonl"),
+               "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--eval_every", "2", "--save_every", "2",
+               "--batch_tokens", "0", "--batch_size", "8", "--report_to", "none"]  # fmt: skip
+    done = subprocess.run(command, env=client_env(hub_endpoint, tmp_path / "hf_home"), capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "load_report.json").read_text())
+    assert report["from"] == export.repo_id and report["saved_head"] == "ScratchformerForConditionalGeneration"
+    assert {k.split(".")[0] for k in report["new"]} == {"classification_head"}
+    assert {k.split(".")[1] for k in report["dropped"]} == {"decoder"}
+    encoder = [k for k in report["loaded"] if k.startswith("model.encoder.layers.")]
+    assert len(encoder) == sum(k.startswith("model.encoder.layers.") for k in export.model.state_dict())
+    tokenizer = json.loads((tmp_path / "run" / "tokenizer.json").read_text())
+    assert tokenizer == json.loads((export.folder / "tokenizer.json").read_text())  # the repo's tokenizer
+    assert load_file(tmp_path / "run" / "model.safetensors")  # it trained and saved
