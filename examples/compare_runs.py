@@ -1,0 +1,71 @@
+"""Runs side by side: a markdown table of their test scores and one picture of their validation curves.
+
+    python examples/compare_runs.py outputs/comparison.png \\
+        "SST-2 from scratch=outputs/sst2-scratch" "SST-2 pretrained=outputs/sst2-pretrained" ...
+
+Each run is LABEL=FOLDER, a folder written by `scratchformer train` (all_results.json, log.jsonl). The picture has
+one panel per metric the runs report (validation loss and the task's metric), every run a curve.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from scratchformer.training.tracking import curves
+
+
+def read_run(folder: Path) -> tuple[dict, dict]:
+    """(all_results.json, the run's curves by name) of a finished run."""
+    results = json.loads((folder / "all_results.json").read_text())
+    history = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return results, curves(history)
+
+
+def table(runs: dict[str, tuple[dict, dict]]) -> str:
+    rows = ["| run | steps | train minutes | validation best | test |", "|---|---|---|---|---|"]
+    for label, (results, _) in runs.items():
+        split = "test" if "test" in results else "validation"
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in results[split].items() if k != "rows")
+        best = results["validation_best"]
+        best_text = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items())
+        train = results["train"]
+        rows.append(f"| {label} | {train['steps']} | {train['train_minutes']:.1f} | {best_text} | {scores} |")
+    return "\n".join(rows)
+
+
+def plot(runs: dict[str, tuple[dict, dict]], path: Path):
+    names = sorted({k for _, series in runs.values() for k in series if k.startswith("eval/")})
+    fig = Figure(figsize=(5 * len(names), 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
+        for label, (_, series) in runs.items():
+            if name in series:
+                steps, values = zip(*series[name])
+                ax.plot(steps, values, "o-", label=label)
+        ax.set(xlabel="step", title=f"validation {name.removeprefix('eval/')}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, format="png")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("picture", type=Path, help="the PNG to write")
+    parser.add_argument("runs", nargs="+", metavar="LABEL=FOLDER")
+    args = parser.parse_args()
+    runs = {}
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        if not sep or not (Path(folder) / "all_results.json").is_file():
+            raise SystemExit(f"{item!r}: expected LABEL=FOLDER of a finished run (with all_results.json)")
+        runs[label] = read_run(Path(folder))
+    plot(runs, args.picture)
+    print(table(runs))
+    print(f"\nwrote {args.picture}")
+
+
+if __name__ == "__main__":
+    main()
