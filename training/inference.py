@@ -130,6 +130,12 @@ def predict(model_dir, texts: list[str], num_beams=None, engine="torch") -> tupl
         raise ValueError(f"engine={engine!r}; allowed: torch, ctranslate2")
     saved = load_saved(model_dir)
     task = saved.require_task("predict")
+    graph = saved.training_args.get("DataArguments", {}).get("attention_graph", "none")
+    if graph != "none":
+        raise ValueError(
+            f"{model_dir} was trained with attention_graph={graph!r}: it needs each sentence's tree, which plain "
+            "text does not give; score CoNLL-U files with `scratchformer evaluate` instead"
+        )
     return task, task.predict(saved.model, saved.tokenizer, texts, num_beams)
 
 
