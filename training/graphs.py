@@ -30,8 +30,8 @@ def tree_edges(heads: list[int]) -> list[list[int]]:
 def graph_attention_mask(word_ids: list[int], edges: list[list[int]], length: int) -> torch.Tensor:
     """keep (length, length), bool, of one row (module docstring): word_ids[p] = w(p), edges = word pairs."""
     n, w = len(word_ids), torch.tensor(word_ids, dtype=torch.long)
-    words = int(w.max()) + 1 if n else 0
-    adjacent = torch.eye(max(words, 1), dtype=torch.bool)
+    words = 1 + max([0, *word_ids, *(word for edge in edges for word in edge)])  # a truncated row: edges past w
+    adjacent = torch.eye(words, dtype=torch.bool)
     if edges:
         a, b = torch.tensor(edges, dtype=torch.long).T
         adjacent[a, b] = adjacent[b, a] = True
