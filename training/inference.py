@@ -137,6 +137,12 @@ def predict(model_dir, texts: list[str], num_beams=None, engine="torch") -> tupl
             f"{model_dir} reads vectors of {saved.model.config.input_features_dim} numbers, not text: call the model "
             "with inputs_embeds (see the README's 'Any vector set as input')"
         )
+    graph = saved.training_args.get("DataArguments", {}).get("attention_graph", "none")
+    if graph != "none":
+        raise ValueError(
+            f"{model_dir} was trained with attention_graph={graph!r}: it needs each sentence's tree, which plain "
+            "text does not give; score CoNLL-U files with `scratchformer evaluate` instead"
+        )
     return task, task.predict(saved.model, saved.tokenizer, texts, num_beams)
 
 

@@ -37,6 +37,7 @@ import scratchformer
 
 from .files import LINE, data_files, load_files
 from .g2p import load_cmudict, load_g014b2b
+from .graphs import SPECIAL, tree_edges
 from .metrics import ClassificationScores, G2PErrorRate, MaskedTokenAccuracy, TaggingScores, TranslationScores
 from .noising import NoisingCollator, Vocabulary, infill, mask_tokens
 from .tokenizers import encode_phonemes, encode_texts, train_g2p_tokenizer, train_text_tokenizer
@@ -113,6 +114,7 @@ class Task:
     label_column: str | None = None  # standard column holding the labels (classification)
     takes_vectors: bool = False  # its input may be float vectors (--features_column) instead of text
     text_columns: tuple[str, ...] = ()  # standard columns that must not be empty
+    word_graphs: bool = False  # rows are words: --attention_graph may restrict attention to a graph of them
     description: str
     config_overrides: dict = {}  # config fields a new model of this task gets
 
@@ -368,6 +370,7 @@ class TokenClassificationTask(Task):
     best_metric = "accuracy"  # "f1" is offered too when the tags are IOB
     label_column = "tags"
     text_columns = ("tokens",)
+    word_graphs = True  # heads (list[int], CoNLL-U's HEAD) is a standard column too under --attention_graph
     description = "tagging: one label per word"
 
     takes_vectors = True  # one label per vector: frames, patches, nodes
@@ -381,17 +384,23 @@ class TokenClassificationTask(Task):
         names = getattr(getattr(dataset.features[args.tags_column], "feature", None), "names", None)
         if names:  # Sequence(ClassLabel) on the Hub
             tags = [[names[t] for t in sentence] for sentence in tags]
-        if not args.features_column:
-            return Dataset.from_dict(
-                {"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]}
-            )
-        vectors = read_vectors(split, dataset, args.features_column)
-        for i, (row, row_tags) in enumerate(zip(vectors, tags)):
-            if len(row) != len(row_tags):
+        if args.features_column:
+            vectors = read_vectors(split, dataset, args.features_column)
+            for i, (row, row_tags) in enumerate(zip(vectors, tags)):
+                if len(row) != len(row_tags):
+                    raise ValueError(
+                        f"{split} split row {i + 1}: {len(row)} vectors but {len(row_tags)} tags; one tag per vector"
+                    )
+            return Dataset.from_dict({"features": vectors, "tags": [[str(t) for t in s] for s in tags]})
+        columns = {"tokens": dataset[args.tokens_column][:], "tags": [[str(t) for t in s] for s in tags]}
+        if args.attention_graph != "none":  # the dependency tree (graphs.py)
+            if "heads" not in dataset.column_names:
                 raise ValueError(
-                    f"{split} split row {i + 1}: {len(row)} vectors but {len(row_tags)} tags; one tag per vector"
+                    f"{split} split: attention_graph={args.attention_graph!r} needs every word's HEAD (CoNLL-U "
+                    "column 7, an integer); this file has words without one"
                 )
-        return Dataset.from_dict({"features": vectors, "tags": [[str(t) for t in s] for s in tags]})
+            columns["heads"] = dataset["heads"][:]
+        return Dataset.from_dict(columns)
 
     def labels_of(self, dataset):
         return {tag for row in dataset["tags"][:] for tag in row}
@@ -405,7 +414,7 @@ class TokenClassificationTask(Task):
                 split, dataset, limits, [[label_to_id[t] for t in s] for s in dataset["tags"][:]]
             )
         encoded = tokenizer(dataset["tokens"][:], is_split_into_words=True)
-        input_ids, labels = [], []
+        input_ids, labels, word_ids = [], [], []
         for i, tags in enumerate(dataset["tags"][:]):
             previous, row = None, []
             for word in encoded.word_ids(i):
@@ -414,9 +423,14 @@ class TokenClassificationTask(Task):
                 previous = word
             input_ids.append(encoded["input_ids"][i])
             labels.append(row)
+            word_ids.append([SPECIAL if word is None else word for word in encoded.word_ids(i)])
         limit = limits["max_source_length"]
         check_lengths("token", [len(s) for s in input_ids], limits, split, "max_source_length")
-        return {"input_ids": [cut(s, limit) for s in input_ids], "labels": [cut(t, limit) for t in labels]}
+        columns = {"input_ids": [cut(s, limit) for s in input_ids], "labels": [cut(t, limit) for t in labels]}
+        if "heads" in dataset.column_names:  # the Collator restricts attention to the tree (graphs.py)
+            columns["word_ids"] = [cut(w, limit) for w in word_ids]
+            columns["word_edges"] = [tree_edges(heads) for heads in dataset["heads"][:]]
+        return columns
 
     def batch_predictions(self, model, batch, outputs, tokenizer, label_list):
         best = outputs.logits.argmax(-1).tolist()

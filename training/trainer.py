@@ -349,8 +349,10 @@ class Trainer:
                 self.scheduler.step()
             self.optimizer.zero_grad()
         self.state.batch_in_epoch += 1
-        rows = batch["attention_mask"].shape[0]
-        tokens = batch["attention_mask"].sum() + (batch["labels"] != -100).sum() * self.task.seq2seq
+        rows, real = batch["attention_mask"].shape[0], batch["attention_mask"]
+        if real.dim() == 4:  # a graph's (b, 1, n, n) mask (graphs.py): its diagonal marks the real tokens
+            real = real.diagonal(dim1=-2, dim2=-1)
+        tokens = real.sum() + (batch["labels"] != -100).sum() * self.task.seq2seq
         self.window += torch.stack(
             [loss.detach().float() * rows, torch.tensor(rows, device=self.window.device), tokens.float()]
         )
