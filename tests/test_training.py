@@ -445,3 +445,33 @@ def test_module_entry_point_defaults_to_train(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         runpy.run_module("scratchformer.training", run_name="__main__")
     assert "--max_train_minutes" in capsys.readouterr().out
+
+
+def test_the_average_of_the_last_checkpoints_competes_for_best(tmp_path, files):
+    results = run(
+        tmp_path,
+        task="g2p",
+        train_file=files["g2p_train"],
+        validation_file=files["g2p_validation"],
+        max_steps=12,
+        save_every=3,
+        eval_every=12,
+        save_total_limit=4,
+        average_checkpoints=4,
+        batch_tokens=300,
+        num_beams=2,
+        length_penalty=0.6,
+    )
+    names = results["average"]["checkpoints"]
+    assert names == [f"checkpoint-{step:07d}" for step in (3, 6, 9, 12)]
+    weights = [load_file(tmp_path / "checkpoints" / name / "model.safetensors") for name in names]
+    mean = {k: sum(w[k] for w in weights) / 4 for k in weights[0]}
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    average, final = (next(e for e in log if f"{p}/wer" in e) for p in ("eval_average", "eval"))
+    assert results["average"]["kept"] == (average["eval_average/wer"] < final["eval/wer"])
+    saved = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).state_dict()
+    expected = mean if results["average"]["kept"] else weights[-1]  # the average, or the model at step 12
+    assert all(torch.allclose(saved[k], expected[k].float(), atol=1e-6) for k in expected)
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path).generation_config.length_penalty == 0.6
+    with pytest.raises(ValueError, match="average_checkpoints=5; allowed: 0 .off. or 2 .. save_total_limit=2"):
+        run(tmp_path / "bad", task="g2p", train_file=files["g2p_train"], average_checkpoints=5)

@@ -168,6 +168,17 @@ class TrainArguments:
         default=None, metadata={"help": "stop after this many evaluations without improvement"}
     )
     num_beams: int = 1
+    length_penalty: float = field(
+        default=1.0,
+        metadata={"help": "beam search: hypotheses are ranked by log p / length ** length_penalty (transformers')"},
+    )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "at the end, average the weights of the last N checkpoints (N <= save_total_limit); the average "
+            "is validated and becomes the model if it scores better"
+        },
+    )
     resume: bool = field(default=False, metadata={"help": "continue from output_dir/checkpoints/latest"})
     nonfinite_loss: str = field(
         default="stop",
@@ -274,6 +285,11 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
     ):
         if getattr(train_args, name) < 1:
             raise ValueError(f"{name}={getattr(train_args, name)}; allowed: an integer >= 1")
+    if not 0 <= train_args.average_checkpoints <= train_args.save_total_limit or train_args.average_checkpoints == 1:
+        raise ValueError(
+            f"average_checkpoints={train_args.average_checkpoints}; allowed: 0 (off) or 2 .. save_total_limit="
+            f"{train_args.save_total_limit} (the checkpoints kept)"
+        )
     if train_args.batch_tokens < 0:
         raise ValueError(f"batch_tokens={train_args.batch_tokens}; allowed: an integer >= 1, or 0 to use batch_size")
     if (data_args.source_lang is None) != (data_args.target_lang is None):

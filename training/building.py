@@ -49,8 +49,8 @@ def build_model(task: Task, tokenizer, label_list, args, input_features_dim: int
     return task.model_class._from_config(config, attn_implementation=args.attn_implementation)
 
 
-def generation_config(model, num_beams: int, max_new_tokens: int) -> GenerationConfig:
-    """Deterministic decoding (greedy or beam) with the model's special ids."""
+def generation_config(model, num_beams: int, max_new_tokens: int, length_penalty: float = 1.0) -> GenerationConfig:
+    """Deterministic decoding (greedy or beam, ranked by log p / length ** length_penalty) with the model's ids."""
     c = model.config
     return GenerationConfig(
         decoder_start_token_id=c.decoder_start_token_id,
@@ -59,6 +59,7 @@ def generation_config(model, num_beams: int, max_new_tokens: int) -> GenerationC
         pad_token_id=c.pad_token_id,
         num_beams=num_beams,
         max_new_tokens=max_new_tokens,
+        length_penalty=length_penalty,
         do_sample=False,
     )
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,28 @@ def save_checkpoint(accelerator: Accelerator, output_dir, state: TrainerState, t
     accelerator.wait_for_everyone()
 
 
+def average_weights(output_dir, last: int) -> tuple[dict, list[str]]:
+    """(the element-wise mean of the model weights of the newest `last` complete checkpoints, their names):
+    checkpoint averaging (Vaswani et al. 2017, 6.1). Sums in float64; non-float tensors come from the newest."""
+    root = Path(output_dir) / CHECKPOINTS
+    checkpoints = sorted(p for p in root.glob("checkpoint-*") if (p / TRAINER_STATE).is_file())[-last:]
+    if len(checkpoints) < last:
+        raise ValueError(
+            f"average_checkpoints={last}, but {root} holds {len(checkpoints)} complete checkpoint(s): "
+            f"{[c.name for c in checkpoints]} (train longer, or save more often with --save_every)"
+        )
+    weights = [load_file(c / "model.safetensors") for c in checkpoints]
+    newest = weights[-1]
+    average = {
+        name: (sum(w[name].double() for w in weights) / last).to(tensor.dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in newest.items()
+    }
+    return average, [c.name for c in checkpoints]
+
+
 __all__ = [
     "TrainerState",
+    "average_weights",
     "damage",
     "file_digests",
     "intact_checkpoint",

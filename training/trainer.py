@@ -28,7 +28,14 @@ from transformers import AutoConfig, AutoTokenizer
 
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
 from .building import build_model, generation_config
-from .checkpoints import TrainerState, intact_checkpoint, save_checkpoint, save_model_in_place, write_atomic
+from .checkpoints import (
+    TrainerState,
+    average_weights,
+    intact_checkpoint,
+    save_checkpoint,
+    save_model_in_place,
+    write_atomic,
+)
 from .data import (
     Collator,
     LengthGroupedBatchSampler,
@@ -244,7 +251,7 @@ class Trainer:
         if self.task.seq2seq:
             longest = max(len(y) for y in features["train"]["labels"][:])
             self.model.generation_config = generation_config(
-                self.model, self.args.num_beams, min(max_target, 2 * longest + 5)
+                self.model, self.args.num_beams, min(max_target, 2 * longest + 5), self.args.length_penalty
             )
         return features
 
@@ -292,6 +299,8 @@ class Trainer:
             return {"step": self.state.step, "stopped": str(stop)}
         if not self.evaluated_at(self.state.step):
             self.validate()  # the model as it ended competes for best too
+        if args.average_checkpoints:
+            self.validate_average()
         results = self.finish(stop)
         accelerator.end_training()
         return results
@@ -425,8 +434,28 @@ class Trainer:
     def evaluated_at(self, step: int) -> bool:
         return any(h["step"] == step and f"eval/{self.metric_name}" in h for h in self.state.history)
 
-    def validate(self):
-        """Score the validation split; on a new best, the model at the top of output_dir is replaced by this one."""
+    def validate_average(self):
+        """The mean of the last average_checkpoints checkpoints' weights competes for best too; if it loses, the
+        model in memory goes back to the trained weights."""
+        model = self.accelerator.unwrap_model(self.model)
+        trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        averaged, names = average_weights(self.out, self.args.average_checkpoints)
+        missing, unexpected = model.load_state_dict(averaged, strict=False)
+        tied = {name for name in trained if name not in averaged}  # saved once, under the tensor they share
+        if set(missing) - tied or unexpected:
+            raise RuntimeError(f"averaged checkpoints do not fit the model: missing {missing}, unexpected {unexpected}")
+        improved = self.validate("eval_average")
+        if not improved:
+            model.load_state_dict(trained)
+        self.average = {"checkpoints": names, "kept": improved}
+        if self.main:
+            logger.info(
+                "average of %s: %s", ", ".join(names), "the best model" if improved else "not better; discarded"
+            )
+
+    def validate(self, prefix: str = "eval") -> bool:
+        """Score the validation split (recorded as prefix/metric); on a new best, the model at the top of output_dir is
+        replaced by this one. True on a new best."""
         state = self.state
         scores, _ = evaluate(
             self.model,
@@ -439,7 +468,7 @@ class Trainer:
             self.data.label_list,
             desc=f"validation @ {state.step}",
         )
-        self.record({f"eval/{k}": v for k, v in scores.items()})
+        self.record({f"{prefix}/{k}": v for k, v in scores.items()})
         improved = self.task.is_better(self.metric_name, scores[self.metric_name], state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_without_improvement = (
@@ -454,10 +483,11 @@ class Trainer:
             state.evals_without_improvement += 1
         if self.main:
             tqdm.write(
-                f"step {state.step}: validation "
+                f"step {state.step}: validation{'' if prefix == 'eval' else ' (' + prefix + ')'} "
                 + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
                 + (" (best)" if improved else "")
             )
+        return improved
 
     # ------------------------------------------------------------------------------------ test, release
     def finish(self, stop: Stop) -> dict:
@@ -497,6 +527,7 @@ class Trainer:
                 "skipped_batches": self.state.skipped_batches,
                 "parameters": final.num_parameters(),
             },
+            **({"average": self.average} if self.args.average_checkpoints else {}),
         }
         if not self.main:
             return results
