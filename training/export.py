@@ -28,7 +28,8 @@ from ..configuration import configuration_scratchformer
 from ..configuration.configuration_scratchformer import CHOICES
 from ..modeling import modeling_scratchformer
 from ..modeling.compat_scratchformer import TESTED_REQUIREMENT, TESTED_TRANSFORMERS
-from .attention_maps import has_decoder, plot_attention
+from .attention_maps import plot_attention
+from .attention_weights import has_decoder
 from .tasks import Task, task_of_architecture
 from .tracking import plot_history
 

@@ -35,6 +35,7 @@ from transformers import (
 
 import scratchformer
 
+from . import predictions
 from .files import LINE, data_files, load_files
 from .g2p import load_cmudict, load_g014b2b
 from .graphs import SPECIAL, tree_edges
@@ -307,13 +308,9 @@ class Seq2SeqTask(Task):
     def example_text(self, e):
         return e["source"]
 
-    @torch.no_grad()
     def predict(self, model, tokenizer, texts, num_beams=None):
         """The generated text of each input."""
-        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
-        kwargs = {"num_beams": num_beams} if num_beams else {}
-        generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
-        return tokenizer.batch_decode(generated, skip_special_tokens=True)
+        return predictions.generate(model, tokenizer, texts, **({"num_beams": num_beams} if num_beams else {}))[0]
 
 
 class G2PTask(Seq2SeqTask):
@@ -454,21 +451,9 @@ class TokenClassificationTask(Task):
     def example_text(self, e):
         return " ".join(e["tokens"])
 
-    @torch.no_grad()
     def predict(self, model, tokenizer, texts, num_beams=None):
         """(word, tag) for each space-separated word: the tag of its first subword."""
-        results = []
-        for text in texts:
-            words = text.split()
-            encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt").to(model.device)
-            best = model(**encoded).logits.argmax(-1)[0].tolist()
-            tags, previous = [], None
-            for position, word in enumerate(encoded.word_ids(0)):
-                if word is not None and word != previous:
-                    tags.append((words[word], model.config.id2label[best[position]]))
-                previous = word
-            results.append(tags)
-        return results
+        return predictions.word_tags(model, tokenizer, texts)
 
     def format_prediction(self, output):
         return " ".join(f"{word}/{tag}" for word, tag in output)
@@ -537,12 +522,11 @@ class SequenceClassificationTask(Task):
     def example_text(self, e):
         return e["text"]
 
-    @torch.no_grad()
     def predict(self, model, tokenizer, texts, num_beams=None):
-        """(label, its probability) of each text."""
-        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
-        probs = model(**batch).logits.softmax(-1)
-        return [(model.config.id2label[int(p.argmax())], float(p.max())) for p in probs]
+        """(label, its probability) of each text: the most probable label."""
+        return [
+            max(p.items(), key=lambda item: item[1]) for p in predictions.label_probabilities(model, tokenizer, texts)
+        ]
 
     def format_prediction(self, output):
         return f"{output[0]}  (p={output[1]:.3f})"
