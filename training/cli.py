@@ -6,6 +6,7 @@
     scratchformer attention MODEL_DIR "a text"         (a PNG of every layer's and head's weights)
     scratchformer export MODEL_DIR OUT_DIR             (the Hub folder on disk; `push` uploads the same)
     scratchformer push MODEL_DIR user/name
+    scratchformer demo MODEL_DIR_OR_REPO [--port N]   (a Gradio app with an attention explorer; the [demo] extra)
 
 A subcommand is one entry in COMMANDS: its parser and what it runs. `parse` turns a command line into
 (command, parsed arguments) and `main` runs them; `train` parses through `args.parse_args`, the one
@@ -101,6 +102,34 @@ def run_predict(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------- demo
+def add_demo_arguments(parser):
+    parser.add_argument("model", help="a saved or exported folder, or a Hub repo id")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to serve on (0.0.0.0: every interface)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="load with the repo's own model code (as from_pretrained(trust_remote_code=True)); "
+        "by default the installed package's classes load the weights",
+    )
+    return parser
+
+
+def run_demo(args) -> int:
+    """Serve a Gradio app for a folder or Hub repo: its task's output and an attention explorer."""
+    try:
+        from . import demo  # gradio: the optional [demo] extra
+    except ImportError as error:
+        raise SystemExit(f"scratchformer demo needs gradio: pip install 'scratchformer[demo]' ({error})") from None
+    try:
+        app = demo.build_app(args.model, trust_remote_code=args.trust_remote_code)
+    except demo.DemoError as error:
+        raise SystemExit(f"scratchformer demo: {error}") from None
+    demo.launch(app, host=args.host, port=args.port)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(run_train.__doc__, train_args.parse_args, run_train),
     "evaluate": argparse_command(add_evaluate_arguments, run_evaluate, run_evaluate.__doc__),
@@ -108,6 +137,7 @@ COMMANDS: dict[str, Command] = {
     "attention": argparse_command(attention_maps.add_arguments, attention_maps.run, attention_maps.run.__doc__),
     "export": argparse_command(hub.add_export_arguments, hub.run_export, hub.run_export.__doc__),
     "push": argparse_command(hub.add_arguments, hub.run, hub.run.__doc__),
+    "demo": argparse_command(add_demo_arguments, run_demo, run_demo.__doc__),
 }
 
 

@@ -6,6 +6,8 @@
       tokenizer.json  tokenizer_config.json ...        AutoTokenizer loads them with no custom code
       README.md                                        model card rendered from the repo's model_card.md
       card_info.json  loss_curve.png  attention_map.png
+      app.py  attention_weights.py  predictions.py     the demo (training/demo.py as it is), with a tokenizer
+      requirements.txt                                 what app.py imports: a Gradio Space runs the folder as it is
 
 transformers copies a remote-code module plus the files it names in ``from .x import y`` lines (one
 dot, same folder), so the modeling files ship flat and the single config import of each is
@@ -13,6 +15,7 @@ rewritten from ``from ..configuration.configuration_scratchformer`` to ``from .c
 """
 
 import dataclasses
+import importlib.metadata
 import importlib.resources
 import json
 import re
@@ -22,6 +25,7 @@ from typing import Any
 
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from packaging.requirements import Requirement
 
 from .. import AUTO_CLASSES, ScratchformerConfig
 from ..configuration import configuration_scratchformer
@@ -38,6 +42,10 @@ CARD_INFO_FILE = "card_info.json"
 LOSS_CURVE_FILE = "loss_curve.png"
 ATTENTION_MAP_FILE = "attention_map.png"
 DEFAULT_MAX_SHARD_SIZE = "5GB"
+# The demo, shipped file -> package module: demo.py imports gradio, torch, transformers and the other two only.
+DEMO_FILES = {"app.py": "demo.py", "attention_weights.py": "attention_weights.py", "predictions.py": "predictions.py"}
+DEMO_REQUIREMENTS = ("gradio", "torch", "transformers")  # what the demo files import
+REQUIREMENTS_FILE = "requirements.txt"
 
 HEADS = [model_class.__name__ for model_class in AUTO_CLASSES.values()]  # the exportable classes
 
@@ -109,6 +117,45 @@ def auto_map() -> dict[str, str]:
     for auto_class, model_class in AUTO_CLASSES.items():
         mapping[auto_class.__name__] = f"{model_class.__module__.rsplit('.', 1)[-1]}.{model_class.__name__}"
     return mapping
+
+
+# ---------------------------------------------------------------------------------------------- the demo
+
+
+def demo_requirements() -> list[str]:
+    """requirements.txt of the demo: this package's own specifiers (pyproject.toml, read back from the installed
+    metadata) of what the demo imports, the `demo` extra's gradio included."""
+    found = {}
+    for line in importlib.metadata.requires("scratchformer") or []:
+        requirement = Requirement(line)
+        if requirement.name in DEMO_REQUIREMENTS and (
+            requirement.marker is None or requirement.marker.evaluate({"extra": "demo"})
+        ):
+            found[requirement.name] = f"{requirement.name}{requirement.specifier}"
+    missing = [name for name in DEMO_REQUIREMENTS if name not in found]
+    if missing:
+        raise RuntimeError(f"the installed scratchformer's metadata names no requirement for {missing}")
+    return [found[name] for name in DEMO_REQUIREMENTS]
+
+
+def gradio_sdk_version() -> str:
+    """The Space's `sdk_version`: the lowest gradio that the demo extra allows (the one CI tests)."""
+    (gradio,) = [Requirement(line) for line in demo_requirements() if line.startswith("gradio")]
+    return next(spec.version for spec in gradio.specifier if spec.operator == ">=")
+
+
+def has_demo(model, tokenizer) -> bool:
+    """The demo serves the task heads (not the bare model) and reads text through the tokenizer."""
+    return tokenizer is not None and task_of_architecture(head_name(model)) is not None
+
+
+def write_demo(out: Path) -> None:
+    """app.py (demo.py as it is), the two modules it imports, and requirements.txt."""
+    here = Path(__file__).parent
+    for name, module in DEMO_FILES.items():
+        (out / name).write_text((here / module).read_text(encoding="utf-8"), encoding="utf-8")
+    lines = ["# The demo's requirements (app.py); a Gradio Space installs these.", *demo_requirements()]
+    (out / REQUIREMENTS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # -------------------------------------------------------------------------------------------- card info
@@ -273,8 +320,8 @@ def display_name(info: CardInfo) -> str:
     return info.model_name or (info.repo_id or "scratchformer").split("/")[-1]
 
 
-def card_data(model, info: CardInfo) -> ModelCardData:
-    """The card's YAML metadata, model-index included."""
+def card_data(model, info: CardInfo, demo: bool = False) -> ModelCardData:
+    """The card's YAML metadata, model-index included; with `demo`, the Space settings that run app.py."""
     pipeline_tag = info.pipeline_tag or default_pipeline_tag(model)
     name = display_name(info)
     dataset_id = hub_dataset_id(info.dataset)
@@ -308,6 +355,7 @@ def card_data(model, info: CardInfo) -> ModelCardData:
         tags=list(dict.fromkeys(tags)),
         model_name=name if eval_results else None,  # the model-index's name; not metadata of its own
         eval_results=eval_results or None,
+        **({"sdk": "gradio", "sdk_version": gradio_sdk_version(), "app_file": "app.py"} if demo else {}),
     )
 
 
@@ -335,14 +383,15 @@ def limitations(model, info: CardInfo) -> list[str]:
 
 
 def render_model_card(
-    model, info: CardInfo, pictures: dict[str, str] | None = None, repo_ref: str | None = None
+    model, info: CardInfo, pictures: dict[str, str] | None = None, repo_ref: str | None = None, demo: bool = False
 ) -> str:
     """README.md text from the model_card.md template; `pictures` maps loss_curve / attention_map to files,
-    `repo_ref` is what the snippet loads when info.repo_id is None (the folder's name)."""
+    `repo_ref` is what the snippet loads when info.repo_id is None (the folder's name); `demo`: the folder
+    holds app.py (the Demo section and the Space settings)."""
     head = head_name(model)
     pipeline_tag = info.pipeline_tag or default_pipeline_tag(model)
     ref = info.repo_id or repo_ref or "."
-    data = card_data(model, info)
+    data = card_data(model, info, demo)
     metric_rows = [{"metric": m, "value": f"{v:.4g}"} for m, v in info.metrics.items()]
     card = ModelCard.from_template(
         data,
@@ -356,6 +405,8 @@ def render_model_card(
         repo_literal=json.dumps(ref),
         example_literal=json.dumps(info.example_text, ensure_ascii=False),
         is_local=info.repo_id is None,
+        repo_id=info.repo_id,
+        demo=demo,
         architecture=architecture_rows(model),
         parameters=parameter_counts(model),
         training=[{"name": k, "value": v} for k, v in info.training.items()],
@@ -413,8 +464,12 @@ def export_for_hub(
     if tokenizer is not None:
         plot_attention(model, tokenizer, info.example_text, out / ATTENTION_MAP_FILE)
         pictures["attention_map"] = ATTENTION_MAP_FILE
+    demo = has_demo(model, tokenizer)
+    if demo:
+        write_demo(out)
     (out / CARD_INFO_FILE).write_text(info.to_json(), encoding="utf-8")
-    (out / "README.md").write_text(render_model_card(model, info, pictures, repo_ref=out.name), encoding="utf-8")
+    card = render_model_card(model, info, pictures, repo_ref=out.name, demo=demo)
+    (out / "README.md").write_text(card, encoding="utf-8")
     return out
 
 
