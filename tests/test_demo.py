@@ -54,7 +54,7 @@ def exported(tmp_path_factory):
         task = task_of_architecture(type(model).__name__)
         if model.can_generate():
             model.generation_config.max_new_tokens = MAX_NEW_TOKENS
-            export_for_hub(model, folder, tokenizer, card_info(head, None))
+            export_for_hub(model, folder, tokenizer, dataclasses.replace(card_info(head, None), task=task.name))
         else:
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
@@ -97,7 +97,7 @@ def model_attentions(model, tokenizer, text, decoder_input_ids=None) -> dict:
 def test_each_head_shows_what_its_task_predicts(exported, apps):
     for head, e in exported.items():
         d = apps[head].scratchformer
-        assert d.models.first.task == (e.task.name if head != "seq2seq" else "ScratchformerForConditionalGeneration")
+        assert d.models.first.task == e.task.name  # from card_info.json (exported) or training_args.json (saved)
         result = run(apps[head])
         assert result[d.message] == ""
         value = result[d.outputs[d.models.first.head.output]]
@@ -231,6 +231,14 @@ def test_the_model_box_switches_heads(exported, apps):
     assert not loaded[d.decoding]["visible"] and loaded[d.text] == TEXT
     labels = d.run(loaded[d.source], TEXT, 1, False, 1.0, 1.0, 8, "cross", "1", "1")
     assert set(labels[d.outputs["labels"]]) == {"negative", "positive"}
+
+
+def test_cli_serves_on_loopback_by_default(exported, monkeypatch):
+    launched = []
+    monkeypatch.setattr(demo, "launch", lambda app, host, port: launched.append((app.scratchformer, host, port)))
+    assert cli.main(["demo", str(exported["token_cls"].folder), "--port", "7999"]) == 0
+    ((served, host, port),) = launched
+    assert (host, port) == ("127.0.0.1", 7999) and served.models.first.head.output == "tags"
 
 
 def test_cli_refuses_a_folder_that_is_no_model(tmp_path):

@@ -36,6 +36,10 @@ UPLOADED = {  # what a seq2seq export holds
     "card_info.json",
     "loss_curve.png",
     "attention_map.png",
+    "app.py",  # the demo (a Gradio Space), with the modules it imports and its requirements
+    "attention_weights.py",
+    "predictions.py",
+    "requirements.txt",
 }
 
 

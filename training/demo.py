@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from transformers.utils import cached_file
 if __package__:  # scratchformer.training.demo
     from .attention_weights import KINDS, AttentionMaps, compute_attention, has_decoder
     from .predictions import generate, label_probabilities, word_tags
-else:  # app.py of an exported folder, beside copies of the two modules
+else:  # app.py of an exported folder, beside copies of the two modules (however it is started)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from attention_weights import KINDS, AttentionMaps, compute_attention, has_decoder
     from predictions import generate, label_probabilities, word_tags
 
@@ -106,7 +108,7 @@ class Served:
     model: object
     tokenizer: object
     head: Head
-    task: str  # the folder's task (training_args.json), else its pipeline tag (card_info.json), else the head
+    task: str  # the folder's task (training_args.json or card_info.json), else its pipeline tag, else the head
     description: str
     example: str
 
@@ -170,7 +172,7 @@ def load(source, trust_remote_code: bool = False) -> Served:
         model=model,
         tokenizer=tokenizer,
         head=head,
-        task=training.get("task") or card.get("pipeline_tag") or architecture,
+        task=training.get("task") or card.get("task") or card.get("pipeline_tag") or architecture,
         description=card.get("description") or head.description,
         example=card.get("example_text") or "",
     )

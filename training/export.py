@@ -168,6 +168,7 @@ class CardInfo:
     repo_id: str | None = None  # Hub id used by the how-to-use snippet; push fills it in
     model_name: str | None = None  # title; defaults to the repo name
     pipeline_tag: str | None = None  # default from the head (seq2seq: text2text-generation)
+    task: str | None = None  # the training task's name (tasks.py): what the demo calls the model
     dataset: str | None = None  # Hub dataset id (listed in `datasets:`) or a free description (text only)
     dataset_name: str | None = None  # human-readable name in the tables
     dataset_split: str = "test"  # split the results were measured on
@@ -215,6 +216,7 @@ class CardInfo:
         settings = {**dataclasses.asdict(model_args), **dataclasses.asdict(train_args)}
         return cls(
             pipeline_tag=task.pipeline_tag,
+            task=task.name,
             dataset=dataset,
             dataset_name=dataset_name,
             dataset_split=split,
