@@ -29,10 +29,13 @@ from scratchformer.training.export import (  # noqa: E402
     render_model_card,
 )
 from scratchformer.training.predictions import generate  # noqa: E402
-from scratchformer.training.tasks import task_of_architecture  # noqa: E402
+from scratchformer.training.tasks import TASKS, get_task, task_of_architecture  # noqa: E402
 
 pytest.register_assert_rewrite("hub_fixtures")
 from hub_fixtures import HEADS, TEXTS, build_model, build_tokenizer, card_info, client_env, free_port  # noqa: E402
+from model_tester import ModelTester  # noqa: E402
+
+from scratchformer import ScratchformerForMaskedLM  # noqa: E402
 
 pytest_plugins = ["hub_fixtures"]
 
@@ -112,6 +115,28 @@ def test_each_head_shows_what_its_task_predicts(exported, apps):
         else:  # one (word, tag) per word, spaces between them
             assert [pair for pair in value if pair[1] is not None] == expected
             assert "".join(word for word, _ in value) == TEXT
+
+
+def test_every_task_head_is_served():
+    assert {task.model_class_name for task in TASKS.values()} <= set(demo.HEADS)
+
+
+def test_a_masked_lm_fills_its_masks(tmp_path):
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"mask_token": "<mask>"})
+    torch.manual_seed(1)
+    model = ScratchformerForMaskedLM(ModelTester().get_config(vocab_size=len(tokenizer))).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    app = demo.build_app(tmp_path)
+    d, text = app.scratchformer, "the dog <mask> not cross the <mask>"
+    result = run(app, text=text, kind="cross")
+    assert result[d.outputs["text"]] == get_task("masked-lm").predict(model, tokenizer, [text])[0]
+    assert "<mask>" not in result[d.outputs["text"]]
+    data = read_payload(result[d.explorer])
+    assert data["kind"] == "encoder" and data["keys"][2] == "<mask>"
+    reference = model_attentions(model, tokenizer, text)["encoder"][0][0]
+    torch.testing.assert_close(torch.tensor(data["weights"]), reference, atol=1e-6, rtol=0)
 
 
 def test_decoding_controls_reach_generate(exported, apps):
@@ -206,6 +231,10 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(exported, apps, tmp
         ("", "Name a model"),
     ):
         assert words in d.load_model(source)[d.message]
+    vectors = tmp_path / "vectors"
+    build_model("seq_cls", input_features_dim=3).save_pretrained(vectors)
+    build_tokenizer().save_pretrained(vectors)
+    assert "reads vectors (input_features_dim), not text" in d.load_model(str(vectors))[d.message]
     no_tokenizer = tmp_path / "no-tokenizer"
     exported["seq_cls"].model.save_pretrained(no_tokenizer)
     assert "has no tokenizer (tokenizer_config.json)" in d.load_model(str(no_tokenizer))[d.message]

@@ -5,7 +5,8 @@
 
 The app follows the folder's head (config.json `architectures`, ``HEADS``): the seq2seq model (G2P,
 translation) generates text, with beam size and sampling controls; sequence classification shows every
-label's probability; token classification highlights a tag per word. The attention explorer shows the
+label's probability; token classification highlights a tag per word; a masked-LM fills the masks of a text.
+The attention explorer shows the
 model's own ``output_attentions`` (attention_weights.py) on the text just run, for a seq2seq model on the
 output just generated: pick the kind (encoder self-, decoder self- or cross-attention), the layer and the head;
 hover a query token to see its weights on the keys; the overview draws every head of the layer side by side.
@@ -31,6 +32,7 @@ import gradio as gr
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -40,11 +42,11 @@ from transformers.utils import cached_file
 
 if __package__:  # scratchformer.training.demo
     from .attention_weights import KINDS, AttentionMaps, compute_attention, has_decoder
-    from .predictions import generate, label_probabilities, word_tags
+    from .predictions import fill_masks, generate, label_probabilities, word_tags
 else:  # app.py of an exported folder, beside copies of the two modules (however it is started)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from attention_weights import KINDS, AttentionMaps, compute_attention, has_decoder
-    from predictions import generate, label_probabilities, word_tags
+    from predictions import fill_masks, generate, label_probabilities, word_tags
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,10 @@ def highlighted_tags(model, tokenizer, text: str, generation: dict):
     return spaced, None
 
 
+def filled_masks(model, tokenizer, text: str, generation: dict):
+    return fill_masks(model, tokenizer, [text])[0], None
+
+
 @dataclass(frozen=True)
 class Head:
     """How the app serves one head class."""
@@ -95,6 +101,12 @@ HEADS = {
     ),
     "ScratchformerForTokenClassification": Head(
         AutoModelForTokenClassification, "tags", highlighted_tags, "one tag per word"
+    ),
+    "ScratchformerForMaskedLM": Head(
+        AutoModelForMaskedLM,
+        "text",
+        filled_masks,
+        "text with mask tokens in, each filled with the model's first choice",
     ),
 }
 
@@ -154,6 +166,8 @@ def load(source, trust_remote_code: bool = False) -> Served:
         architecture = (config.architectures or ["(none)"])[0]
         if architecture not in HEADS:
             raise DemoError(f"{source!r} holds a {architecture}; the demo serves {', '.join(HEADS)}.")
+        if getattr(config, "input_features_dim", None):
+            raise DemoError(f"{source!r} reads vectors (input_features_dim), not text: the demo serves text models.")
         if find_file(source, "tokenizer_config.json") is None:
             raise DemoError(f"{source!r} has no tokenizer (tokenizer_config.json): save the tokenizer with the model.")
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)

@@ -145,8 +145,9 @@ def gradio_sdk_version() -> str:
 
 
 def has_demo(model, tokenizer) -> bool:
-    """The demo serves the task heads (not the bare model) and reads text through the tokenizer."""
-    return tokenizer is not None and task_of_architecture(head_name(model)) is not None
+    """The demo serves the task heads (not the bare model), reading text through the tokenizer (not vectors)."""
+    reads_text = tokenizer is not None and not getattr(model.config, "input_features_dim", None)
+    return reads_text and task_of_architecture(head_name(model)) is not None
 
 
 def write_demo(out: Path) -> None:

@@ -1,5 +1,5 @@
 """What each head says about texts, as people read it: the generated text, every label's probability, a tag per
-word.
+word, the masks filled.
 
 Torch and a tokenizer only (no other part of this package): the tasks' `predict` (tasks.py) and the demo
 (demo.py) call these functions, and an exported folder ships this file beside its app.py.
@@ -42,4 +42,14 @@ def word_tags(model, tokenizer, texts: list[str]) -> list[list[tuple[str, str]]]
     return results
 
 
-__all__ = ["generate", "label_probabilities", "word_tags"]
+@torch.no_grad()
+def fill_masks(model, tokenizer, texts: list[str]) -> list[str]:
+    """Each text with every mask token replaced by the model's first choice (a masked-LM head)."""
+    batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+    ids = batch["input_ids"].clone()
+    masked = ids == tokenizer.mask_token_id
+    ids[masked] = model(**batch).logits.argmax(-1)[masked]
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+__all__ = ["fill_masks", "generate", "label_probabilities", "word_tags"]

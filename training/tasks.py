@@ -605,14 +605,9 @@ class MaskedLMTask(PretrainingTask):
     corrupt = staticmethod(mask_tokens)
     description = "masked-LM pretraining of the encoder (BERT): 15% of the tokens hidden, 80/10/10"
 
-    @torch.no_grad()
     def predict(self, model, tokenizer, texts, num_beams=None):
         """The text with each <mask> replaced by the model's first choice."""
-        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
-        ids = batch["input_ids"].clone()
-        masked = ids == tokenizer.mask_token_id
-        ids[masked] = model(**batch).logits.argmax(-1)[masked]
-        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return predictions.fill_masks(model, tokenizer, texts)
 
 
 class DenoisingTask(PretrainingTask):
