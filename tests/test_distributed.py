@@ -278,3 +278,15 @@ def test_a_dying_worker_fails_the_job_fast_and_clearly(tmp_path, data):
     assert time.time() - killed_at < 120
     assert "local_rank: 1" in err and "Signal 9 (SIGKILL)" in err, err[-3000:]
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers if p.pid != rank_1.pid)
+
+
+def test_pretraining_runs_on_two_processes_and_evaluates_as_one(tmp_path, data):
+    """masked-lm under torchrun: each row's corruption depends on (seed, epoch, row) only, so the validation rows
+    the two processes score are those one process scores, and the gathered loss and accuracy equal its."""
+    out = tmp_path / "mlm"
+    launch(2, *data, "--task", "masked-lm", "--output_dir", str(out), "--batch_size", "8", *TWO_RUNS)
+    results = json.loads((out / "all_results.json").read_text())["validation"]
+    single = evaluate_saved(out, split="validation", batch_size=4)  # the run's batches: the token losses' weights
+    assert single["rows"] == results["rows"] == 25
+    assert single["accuracy"] == pytest.approx(results["accuracy"])
+    assert single["loss"] == pytest.approx(results["loss"], rel=1e-5)
