@@ -3,10 +3,12 @@
 The loops use only the module's weights (W^q, W^k, W^v, W^O and the score's parameters), never its code.
 """
 
+import contextlib
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from model_tester import ModelTester
 
 from scratchformer.modeling.attention_scratchformer import LinearAttentionState, ScratchformerWindowAttention
@@ -171,6 +173,26 @@ def test_sdpa_kernel_equals_transformers_sdpa(case):
     got, weights = sdpa_attention(module, query, key, value, mask, scaling=module.scaling)
     assert weights is None
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_16_bit_sdpa_on_a_cpu_runs_in_fp32(autocast):
+    """bf16 inputs on a CPU: the fused kernel runs on their fp32 values (its CPU bf16 kernel is ~2x slower) and the
+    output is the fp32 result rounded to bf16, under autocast too (which would cast the inputs back down)."""
+    from scratchformer.modeling.attention_scratchformer import sdpa_attention
+
+    module = tester.build_attention(causal=True)
+    query, key, value = (torch.randn(2, H, 6, D // H).bfloat16().requires_grad_() for _ in range(3))
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with context:
+        got, _ = sdpa_attention(module, query, key, value, None, scaling=module.scaling)
+    expected = F.scaled_dot_product_attention(
+        query.float(), key.float(), value.float(), is_causal=True, scale=module.scaling
+    ).transpose(1, 2)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected.bfloat16(), atol=0, rtol=0)
+    got.sum().backward()
+    assert query.grad.dtype == torch.bfloat16 and query.grad.abs().sum() > 0
 
 
 def test_a_kernel_registered_with_transformers_is_used():
