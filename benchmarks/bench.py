@@ -31,6 +31,7 @@ round by round, so a burst of load from another process hits all of them alike.
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -193,10 +194,10 @@ def loss_of(model, input_ids, decoder_input_ids, labels):
     return out[0]
 
 
-def matmul(args):
-    """One fp32 torch.mm of two n x n matrices, as a closure to time alongside the models; its FLOPs."""
+def matmul(args, dtype=torch.float32):
+    """One torch.mm of two n x n matrices of `dtype`, as a closure to time alongside the models; its FLOPs."""
     n = args.matmul_size
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return (lambda: torch.mm(a, b)), 2 * n**3
 
 
@@ -250,6 +251,56 @@ def training(args, models):
             "vs_bart_sdpa": median[REFERENCE] / median[name],
         }
     return ceiling, rows
+
+
+BF16_MODELS = ("scratchformer-sdpa", REFERENCE)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def autocast_bf16():
+    """What accelerate's mixed_precision="bf16" runs the forward in."""
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def training_bf16(args, models):
+    """Training steps in fp32 and under bf16 autocast, ours and BART's, with the fp32 and bf16 matmul ceilings, all
+    timed in the same rounds: each row's MFU is against the ceiling of the dtype it computes in."""
+    x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
+    contexts = {"float32": nullcontext, "bfloat16": autocast_bf16}
+    steps, flops = {}, {}
+    for name in BF16_MODELS:
+        for dtype, context in contexts.items():
+            model = copy.deepcopy(models[name])
+            steps[(name, dtype)] = train_step(model, x, y_in, y, context)
+            flops[(name, dtype)] = step_flops(model, x, y_in, y, context)
+    ceiling_flops = {}
+    for dtype, torch_dtype in DTYPES.items():
+        steps[("matmul", dtype)], ceiling_flops[dtype] = matmul(args, torch_dtype)
+    median, _ = interleaved(steps, args.rounds, args.warmup)
+    ceilings = {
+        dtype: {
+            "size": args.matmul_size,
+            "seconds": median[("matmul", dtype)],
+            "flops_per_s": ceiling_flops[dtype] / median[("matmul", dtype)],
+        }
+        for dtype in DTYPES
+    }
+    tokens = args.batch * args.tgt_len
+    rows = {}
+    for name in BF16_MODELS:
+        rows[name] = {}
+        for dtype in DTYPES:
+            step_s = median[(name, dtype)]
+            rows[name][dtype] = {
+                "step_s": step_s,
+                "target_tokens_per_s": tokens / step_s,
+                "flops_per_step": flops[(name, dtype)],
+                "flops_per_s": flops[(name, dtype)] / step_s,
+                "mfu": flops[(name, dtype)] / step_s / ceilings[dtype]["flops_per_s"],
+                "vs_bart_sdpa": median[(REFERENCE, dtype)] / step_s,
+            }
+        rows[name]["bf16_speedup"] = median[(name, "float32")] / median[(name, "bfloat16")]
+    return {"matmul_ceiling": ceilings, "rows": rows}
 
 
 def dropout_cost(args):
@@ -544,6 +595,19 @@ def table(results):
             row += f"{g['tokens_per_s']:>16.0f}{g['vs_bart_sdpa']:>8.2f}" if g else f"{'-':>16}{'-':>8}"
         lines.append(row)
     lines.append("")
+    bf16 = results["training_bf16"]
+    ceilings = bf16["matmul_ceiling"]
+    lines.append(
+        f"bf16 autocast (accelerate's mixed_precision='bf16'), ceilings in the same rounds: fp32 "
+        f"{ceilings['float32']['flops_per_s'] / 1e9:.0f} GFLOP/s, bf16 {ceilings['bfloat16']['flops_per_s'] / 1e9:.0f} GFLOP/s"
+    )
+    for name, row in bf16["rows"].items():
+        lines.append(
+            f"  {name:<20} fp32 {row['float32']['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * row['float32']['mfu']:.0f}%)"
+            f"  bf16 {row['bfloat16']['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * row['bfloat16']['mfu']:.0f}% of bf16)"
+            f"  = {row['bf16_speedup']:.2f}x its fp32, {row['bfloat16']['vs_bart_sdpa']:.2f}x BART bf16"
+        )
+    lines.append("")
     for batch, rows in results["generation"].items():
         lines.append(
             f"greedy decoding, {batch.replace('_', ' ')}, ms per token, generate() / forward loop alone "
@@ -700,6 +764,7 @@ def main(argv=None):
     results = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "out"}}
     models = build_models(args)
     results["matmul_ceiling"], results["training"] = section("training", training, args, models)
+    results["training_bf16"] = section("training_bf16", training_bf16, args, models)
     results["dropout"] = section("dropout", dropout_cost, args)
     results["inference"] = section("inference", inference, args, models)
     results["generation"] = section("generation", generation, args, models)

@@ -208,6 +208,15 @@ def check_bench(results):
     assert ceiling["size"] == s["matmul_size"]
     assert_ratio(ceiling["flops_per_s"], 2 * ceiling["size"] ** 3, ceiling["seconds"], "matmul ceiling")
     assert_training_rows(results["training"], s, ceiling["flops_per_s"])
+    bf16 = results["training_bf16"]
+    for dtype, dtype_ceiling in bf16["matmul_ceiling"].items():
+        assert dtype_ceiling["size"] == s["matmul_size"]
+        assert_ratio(dtype_ceiling["flops_per_s"], 2 * dtype_ceiling["size"] ** 3, dtype_ceiling["seconds"], dtype)
+    for dtype in ("float32", "bfloat16"):  # each dtype's rows against its own ceiling and its own BART
+        rows = {name: row[dtype] for name, row in bf16["rows"].items()}
+        assert_training_rows(rows, s, bf16["matmul_ceiling"][dtype]["flops_per_s"])
+    for name, row in bf16["rows"].items():
+        assert_ratio(row["bf16_speedup"], row["float32"]["step_s"], row["bfloat16"]["step_s"], f"{name} bf16")
 
     dropout = results["dropout"]
     assert_ratio(dropout["speedup"], dropout["F.dropout"]["ms"], dropout["scratchformer dropout"]["ms"], "dropout")

@@ -2,6 +2,7 @@
 fails before training, and the models also train under transformers' Trainer / Seq2SeqTrainer."""
 
 import json
+import logging
 import random
 
 import jiwer
@@ -475,3 +476,14 @@ def test_the_average_of_the_last_checkpoints_competes_for_best(tmp_path, files):
     assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path).generation_config.length_penalty == 0.6
     with pytest.raises(ValueError, match="average_checkpoints=5; allowed: 0 .off. or 2 .. save_total_limit=2"):
         run(tmp_path / "bad", task="g2p", train_file=files["g2p_train"], average_checkpoints=5)
+
+
+def test_the_trainer_tells_cpu_users_about_bf16():
+    """Native bf16 (AMX, AVX512-BF16): a hint that bf16 trains faster; 16 bits without it: a warning; GPUs: nothing."""
+    level, message = trainer.bf16_advice("no", "cpu", ["avx512_bf16"])
+    assert level == logging.INFO and "avx512_bf16" in message and "--mixed_precision bf16" in message
+    level, message = trainer.bf16_advice("bf16", "cpu", [])
+    assert level == logging.WARNING and "emulated" in message
+    assert trainer.bf16_advice("bf16", "cpu", ["amx_bf16"]) is None  # asked for, and it pays
+    assert trainer.bf16_advice("no", "cuda", []) is None
+    assert set(trainer.cpu_bf16_flags()) <= set(trainer.NATIVE_BF16)
