@@ -4,7 +4,7 @@
         "SST-2 from scratch=outputs/sst2-scratch" "SST-2 pretrained=outputs/sst2-pretrained" ...
 
 Each run is LABEL=FOLDER, a folder written by `scratchformer train` (all_results.json, log.jsonl). The picture has
-one panel per metric the runs report (validation loss and the task's metric), every run a curve.
+one panel per series the runs log (training loss, validation loss and the task's metric), every run a curve.
 """
 
 import argparse
@@ -37,15 +37,17 @@ def table(runs: dict[str, tuple[dict, dict]]) -> str:
 
 
 def plot(runs: dict[str, tuple[dict, dict]], path: Path):
-    names = sorted({k for _, series in runs.values() for k in series if k.startswith("eval/")})
+    logged = {k for _, series in runs.values() for k in series}
+    names = [k for k in ("train/loss",) if k in logged] + sorted(k for k in logged if k.startswith("eval/"))
     fig = Figure(figsize=(5 * len(names), 4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
         for label, (_, series) in runs.items():
             if name in series:
                 steps, values = zip(*series[name])
-                ax.plot(steps, values, "o-", label=label)
-        ax.set(xlabel="step", title=f"validation {name.removeprefix('eval/')}")
+                ax.plot(steps, values, "-" if name.startswith("train/") else "o-", label=label)
+        kind, metric = name.split("/", 1)
+        ax.set(xlabel="step", title=f"{'training' if kind == 'train' else 'validation'} {metric}")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.savefig(path, format="png")
