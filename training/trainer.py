@@ -83,23 +83,32 @@ def cpu_bf16_flags() -> list[str]:
     return [flag for flag in NATIVE_BF16 if flag in flags]
 
 
-def bf16_advice(mixed_precision: str, device_type: str, flags: list[str]) -> tuple[int, str] | None:
-    """(log level, message) about bf16 on a CPU, from benchmarks/bench.py's bf16 rows (README, Performance), or None.
+BF16_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than fp32 on the project's CPU
 
-    With native bf16 (AMX or AVX512-BF16) autocast trained 1.27x (d_model 128) to 1.87x (d_model 512) faster than
-    fp32 on the project's CPU; without it bf16 is emulated and slower. The trainer says so; it does not switch:
-    the precision changes the numbers a run produces, so it stays the user's choice."""
+
+def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_model: int) -> tuple[int, str] | None:
+    """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
+
+    With native bf16 (AMX or AVX512-BF16), bf16 autocast trained 1.6x (d_model 256) to 1.9x (d_model 512) faster
+    than fp32 in benchmarks/bench.py, but the default job (d_model 128) trained at 0.87x fp32's tokens/s: at small
+    sizes autocast's per-op casts cost more than the matmuls gain. Without native bf16 it is emulated. The trainer
+    says so; it does not switch: the precision changes the numbers a run produces, so it stays the user's choice."""
     if device_type != "cpu":
         return None
-    if mixed_precision == "no" and flags:
-        return logging.INFO, (
-            f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16 trained 1.3x (d_model 128) "
-            "to 1.9x (d_model 512) faster than fp32 in benchmarks/bench.py; this run uses fp32"
-        )
     if mixed_precision in ("bf16", "fp16") and not flags:
         return logging.WARNING, (
             f"--mixed_precision {mixed_precision} on a CPU without native bf16 ({' or '.join(NATIVE_BF16)} absent): "
             "16-bit math is emulated and usually slower than fp32"
+        )
+    if mixed_precision == "bf16" and d_model < BF16_PAYS_FROM:
+        return logging.WARNING, (
+            f"--mixed_precision bf16 at d_model={d_model}: the default job (d_model 128) trained at 0.87x fp32's "
+            f"tokens/s on this project's CPU; bf16 paid from d_model {BF16_PAYS_FROM} (1.6x) on"
+        )
+    if mixed_precision == "no" and flags and d_model >= BF16_PAYS_FROM:
+        return logging.INFO, (
+            f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16 trained 1.6x (d_model 256) "
+            "to 1.9x (d_model 512) faster than fp32 in benchmarks/bench.py; this run uses fp32"
         )
     return None
 
@@ -169,7 +178,7 @@ class Trainer:
         self.main = self.accelerator.is_main_process
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("scratchformer").setLevel(logging.INFO if self.main else logging.WARNING)
-        advice = bf16_advice(args.mixed_precision, self.accelerator.device.type, cpu_bf16_flags())
+        advice = bf16_advice(args.mixed_precision, self.accelerator.device.type, cpu_bf16_flags(), model_args.d_model)
         if advice and self.main:
             logger.log(*advice)
         set_seed(args.seed)
