@@ -232,16 +232,13 @@ class Trainer:
         """The task's head from --model_name_or_path (a folder or a Hub id), whatever head saved it: the weights
         both have are loaded, the head's own are new, the saved head's are dropped (load_report.json says which).
 
-        The architecture is the saved one; the run's regularisation (dropout, label smoothing) is this run's. A
-        head of another kind gets this data's labels; a seq2seq model from an encoder gets a new decoder of
+        The architecture and its dropout and label smoothing are the saved config's (as from_pretrained keeps
+        them; the ModelArguments fields are for new models). A head of another kind gets this data's labels; a seq2seq model from an encoder gets a new decoder of
         --decoder_layers layers; an encoder-only head keeps no decoder."""
         model_args, data, path = self.model_args, self.data, self.model_args.model_name_or_path
         saved = AutoConfig.from_pretrained(path)
         same_head = (saved.architectures or [None])[0] == self.task.model_class_name
-        overrides = {
-            name: getattr(model_args, name)
-            for name in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing")
-        }
+        overrides = {}
         if not self.task.seq2seq:
             overrides["decoder_layers"] = 0
         elif not saved.decoder_layers:
