@@ -22,13 +22,20 @@ from transformers import (
     BartConfig,
     BartForConditionalGeneration,
     DataCollatorForSeq2Seq,
-    GenerationConfig,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
 
-from scratchformer.training.args import DataArguments, ModelArguments, TrainArguments, config_defaults
+from scratchformer.training.args import (
+    DataArguments,
+    ModelArguments,
+    TrainArguments,
+    config_defaults,
+    field_names,
+    from_flat,
+)
+from scratchformer.training.building import generation_config
 from scratchformer.training.data import load_task, tokenize, train_tokenizer
 
 
@@ -55,11 +62,9 @@ def length_grouped() -> dict:
 
 
 def arguments(preset: str, overrides: dict) -> tuple[ModelArguments, DataArguments, TrainArguments]:
-    values = config_defaults(preset) | {k: v for k, v in overrides.items() if v is not None}
-    return tuple(
-        cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-        for cls in (ModelArguments, DataArguments, TrainArguments)
-    )
+    """The preset's arguments, with the flags given here (None: not given) over them."""
+    given = {k: v for k, v in overrides.items() if v is not None and k in field_names()}
+    return from_flat(config_defaults(preset) | given)
 
 
 def bart(model_args: ModelArguments, tokenizer, max_positions: int) -> BartForConditionalGeneration:
@@ -102,14 +107,7 @@ def main(argv=None) -> dict:
     lengths = [len(x) + len(y) for x, y in zip(features["train"]["input_ids"][:], features["train"]["labels"][:])]
     rows_per_batch = max(1, train_args.batch_tokens // max(1, round(sum(lengths) / len(lengths))))  # the same tokens
     longest = max(len(y) for y in features["train"]["labels"][:])
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=tokenizer.bos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        num_beams=train_args.num_beams,
-        max_new_tokens=2 * longest + 5,
-    )
+    model.generation_config = generation_config(model, train_args.num_beams, 2 * longest + 5, train_args.length_penalty)
     hf_args = Seq2SeqTrainingArguments(
         output_dir=str(args.output_dir),
         max_steps=train_args.max_steps,

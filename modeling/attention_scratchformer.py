@@ -18,7 +18,6 @@ Each variant axis is a registry, looked up once when the module is built:
     ATTENTION_CLASSES  config.attention_pattern: quadratic attention ("full", "window") or linear.
 """
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -147,31 +146,20 @@ def sdpa_attention(module, query, key, value, attention_mask, scaling=None, drop
     has (grouped KV heads, paged caches, tracing): a cached decoding step calls it 6 times per token.
     Returns out (b, i, h, d), None.
     """
-    is_causal = query.shape[2] > 1 and attention_mask is None and module.is_causal
-    dtype = sdpa_compute_dtype(query)
-    if attention_mask is not None and attention_mask.is_floating_point():
-        attention_mask = attention_mask.to(dtype)
-    with torch.autocast(query.device.type, enabled=False) if dtype != query.dtype else contextlib.nullcontext():
-        out = F.scaled_dot_product_attention(  # (autocast would cast the fp32 inputs back to 16 bits)
-            query.to(dtype),
-            key.to(dtype),
-            value.to(dtype),
-            attn_mask=attention_mask,
-            dropout_p=dropout,
-            is_causal=is_causal,
-            scale=scaling,
-        )
-    return out.to(query.dtype).transpose(1, 2), None
-
-
-def sdpa_compute_dtype(query: torch.Tensor) -> torch.dtype:
-    """The dtype the fused kernel runs in: the inputs' own, except 16-bit ones on a CPU, which run in fp32 (and the
-    output comes back in 16 bits): torch's CPU flash kernel is about 2x slower in bf16 than in fp32 (forward +
-    backward, (32, 4, 64, 64): 33 ms against 15 ms on this project's AMX CPU; benchmarks/bench.py's bf16 rows),
-    while the matmuls around it gain 3-4x from bf16. GPUs keep their 16-bit flash kernels."""
     if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
-        return torch.float32
-    return query.dtype
+        # torch's CPU flash kernel is about 2x slower in 16 bits than in fp32 (forward + backward of a (32, 4, 64, 64)
+        # attention: 33 ms against 15 ms on the project's 2-core CPU), while the matmuls around it gain from bf16:
+        # run it on the fp32 values and return 16 bits. Autocast is off inside, or it would cast them back down.
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()
+        with torch.autocast("cpu", enabled=False):
+            out, _ = sdpa_attention(module, query.float(), key.float(), value.float(), attention_mask, scaling, dropout)
+        return out.to(query.dtype), None
+    is_causal = query.shape[2] > 1 and attention_mask is None and module.is_causal
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, is_causal=is_causal, scale=scaling
+    )
+    return out.transpose(1, 2), None
 
 
 KERNELS = {"eager": eager_attention, "sdpa": sdpa_attention}  # others: transformers' ALL_ATTENTION_FUNCTIONS

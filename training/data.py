@@ -222,9 +222,14 @@ def input_column(features: Dataset) -> str:
     return "inputs_embeds" if "inputs_embeds" in features.column_names else "input_ids"
 
 
+def vector_width(dataset: Dataset) -> int | None:
+    """The width of a standardised split's vectors (--features_column), None for text."""
+    return len(dataset["features"][0][0]) if "features" in dataset.column_names else None
+
+
 def check_vectors(data: TaskData):
     """Vector inputs (--features_column) have one width in every split: the width the model is built for."""
-    widths = {split: len(d["features"][0][0]) for split, d in data.raw.items() if "features" in d.column_names}
+    widths = {split: vector_width(d) for split, d in data.raw.items() if vector_width(d) is not None}
     if len(set(widths.values())) > 1:
         raise ValueError(f"features_column: the vectors' widths differ between splits: {widths}")
 
@@ -342,4 +347,5 @@ __all__ = [
     "steps_per_epoch",
     "tokenize",
     "train_tokenizer",
+    "vector_width",
 ]

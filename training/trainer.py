@@ -44,6 +44,7 @@ from .data import (
     steps_per_epoch,
     tokenize,
     train_tokenizer,
+    vector_width,
 )
 from .evaluation import evaluate
 from .export import CardInfo
@@ -223,8 +224,7 @@ class Trainer:
                 else:
                     tokenizer = AutoTokenizer.from_pretrained(self.out)
         if not model_args.model_name_or_path:
-            train = data.raw["train"]
-            width = len(train[0]["features"][0]) if "features" in train.column_names else None
+            width = vector_width(data.raw["train"])
             return tokenizer, build_model(self.task, tokenizer, data.label_list, model_args, width)
         return tokenizer, self.pretrained_model()
 
