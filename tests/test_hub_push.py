@@ -262,3 +262,35 @@ def test_cli_export_refuses_to_overwrite_and_bad_folders(saved_cls_dir, tmp_path
     out = tmp_path / "local"
     assert cli.main(["export", str(saved_cls_dir), str(out)]) == 0  # no repo id: the card loads the folder
     assert "This folder is not on the Hub yet" in (out / "README.md").read_text()
+
+
+def test_cli_export_card_flags_rename_the_data_and_set_the_languages(saved_dir, tmp_path):
+    """--card_dataset / --card_language replace what the run recorded, in card_info.json and the card's YAML."""
+    out = tmp_path / "named"
+    flags = ["--card_dataset", "Multi30k Task 1 (en-de)", "--card_language", "en", "de"]
+    assert cli.main(["export", str(saved_dir), str(out), "--repo_id", REPO, *flags]) == 0
+    info = json.loads((out / "card_info.json").read_text())
+    assert info["dataset"] == info["dataset_name"] == "Multi30k Task 1 (en-de)" and info["language"] == ["en", "de"]
+    card = ModelCard.load(out / "README.md")
+    assert card.data.language == ["en", "de"]
+    assert card.data.datasets is None  # a description, not a Hub dataset id
+    assert {r.dataset_name for r in card.data.eval_results} == {"Multi30k Task 1 (en-de)"}
+    hub_id = tmp_path / "hub-id"
+    assert cli.main(["export", str(saved_dir), str(hub_id), "--card_dataset", "bentrevett/multi30k"]) == 0
+    assert ModelCard.load(hub_id / "README.md").data.datasets == ["bentrevett/multi30k"]
+    saved_info = json.loads((saved_dir / "card_info.json").read_text())
+    assert saved_info["dataset"] != "Multi30k Task 1 (en-de)"  # the run's own record is left alone
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--card_language", "English"], r"--card_language \['English'\]: expected ISO 639 codes"),
+        (["--card_dataset", " "], "--card_dataset is empty"),
+        (["--format", "ctranslate2", "--card_language", "en"], "apply to --format hub only"),
+    ],
+)
+def test_cli_export_card_flags_refuse_bad_values(saved_dir, tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(["export", str(saved_dir), str(tmp_path / "out"), *flags])
+    assert not (tmp_path / "out").exists()

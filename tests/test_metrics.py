@@ -70,6 +70,16 @@ def test_translation_scores_match_sacrebleu():
     assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
 
 
+def test_lowercased_bleu_ignores_case_and_tokenizes_punctuation():
+    """bleu_lowercase: the tokenized, lower-cased BLEU of the Multi30k papers. Only case differs here, so it is
+    100 while cased BLEU is not; both score 13a tokens, which split the full stop off 'Wiese.'."""
+    predictions, references = ["Ein Hund läuft über die Wiese."], [["ein Hund läuft über die wiese."]]
+    scores = TranslationScores().compute(predictions=predictions, references=references)
+    assert scores["bleu_lowercase"] == pytest.approx(100.0) and scores["bleu"] < 60
+    tokens = "Ein Hund läuft über die Wiese .", "ein Hund läuft über die wiese ."
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu([tokens[0]], [[tokens[1]]], tokenize="none").score)
+
+
 def test_tagging_scores_by_hand():
     # POS tags (not IOB): accuracy only
     pos = TaggingScores().compute(

@@ -15,6 +15,7 @@ shell history).
 import argparse
 import dataclasses
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -70,17 +71,19 @@ def export_folder(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     loaded=None,
     info: CardInfo | None = None,
+    card: dict | None = None,
 ) -> Path:
     """Write the Hub folder of the saved run `model_dir` to `out_dir` (which must be empty or absent): what
     `push` uploads. With `repo_id` the card's snippets load that repo; without, the folder itself.
     `loaded`, `info`: the (model, tokenizer) and CardInfo of `model_dir` when the caller holds them already
-    (the trainer, as a run ends); otherwise they are read from the folder."""
+    (the trainer, as a run ends); otherwise they are read from the folder. `card`: CardInfo fields to say
+    otherwise than the run recorded (card_overrides: the data's name, the languages)."""
     if repo_id is not None:
         check_repo_id(repo_id)
     out = Path(out_dir)
     require_empty_folder(out)
     model, tokenizer = loaded or load_for_export(model_dir)
-    info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id)
+    info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id, **(card or {}))
     return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)
 
 
@@ -93,11 +96,12 @@ def push_to_hub(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     loaded=None,
     info: CardInfo | None = None,
+    card: dict | None = None,
 ) -> CommitInfo:
     """Export `model_dir` for the Hub and upload it to `repo_id` (created if missing) in one commit.
 
     `private` applies when the repo is created; an existing repo keeps its visibility. `loaded`, `info`: as
-    in `export_folder`. Returns the CommitInfo of the upload (its `commit_url` names the commit).
+    in `export_folder`, and `card`. Returns the CommitInfo of the upload (its `commit_url` names the commit).
     """
     check_repo_id(repo_id)
     api = HfApi(token=resolve_token(token))
@@ -105,12 +109,45 @@ def push_to_hub(
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="scratchformer-push-") as staging:
         # repo.repo_id: with the namespace the Hub chose for a bare name
-        export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info)
+        export_folder(
+            model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info, card=card
+        )
         commit = api.upload_folder(
             repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message, repo_type="model"
         )
     logger.info("pushed %s to %s", model_dir, commit.commit_url)
     return commit
+
+
+def add_card_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the card may say otherwise than the run recorded (export and push)."""
+    parser.add_argument(
+        "--card_dataset",
+        default=None,
+        help="the training data as the card names it: a Hub dataset id (then listed under datasets:) or a "
+        "description such as 'Multi30k Task 1 (en-de)'; default: the run's --dataset_name or --train_file",
+    )
+    parser.add_argument(
+        "--card_language",
+        nargs="+",
+        default=None,
+        help="the card's languages, ISO 639-1 codes (e.g. en de for translation); default: the task's",
+    )
+
+
+def card_overrides(args: argparse.Namespace) -> dict:
+    """CardInfo fields from --card_dataset / --card_language (none given: the run's own)."""
+    card = {}
+    if args.card_dataset is not None:
+        if not args.card_dataset.strip():
+            raise ValueError("--card_dataset is empty; give a Hub dataset id or a description")
+        card |= {"dataset": args.card_dataset, "dataset_name": args.card_dataset}
+    if args.card_language is not None:
+        bad = [code for code in args.card_language if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad:
+            raise ValueError(f"--card_language {bad}: expected ISO 639 codes such as en, de")
+        card["language"] = list(args.card_language)
+    return card
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -124,6 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=DEFAULT_MAX_SHARD_SIZE,
         help="largest safetensors file before the weights are sharded",
     )
+    add_card_arguments(parser)
     return parser
 
 
@@ -136,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             private=args.private,
             commit_message=args.message,
             max_shard_size=args.max_shard_size,
+            card=card_overrides(args),
         )
     except (NoTokenError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"scratchformer push: {error}") from None
@@ -166,6 +205,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         default=DEFAULT_MAX_SHARD_SIZE,
         help="largest safetensors file before the weights are sharded",
     )
+    add_card_arguments(parser)
     return parser
 
 
@@ -174,12 +214,22 @@ def run_export(args: argparse.Namespace) -> int:
     CTranslate2 model)."""
     try:
         if args.format == "ctranslate2":
+            if card_overrides(args):
+                raise ValueError(
+                    "--card_dataset / --card_language apply to --format hub only (a CTranslate2 model has no card)"
+                )
             saved = load_saved(args.model_dir)
             out = ctranslate2_export.export_ctranslate2(saved.model, saved.tokenizer, args.out_dir, args.quantization)
         elif args.quantization:
             raise ValueError("--quantization applies to --format ctranslate2 only")
         else:
-            out = export_folder(args.model_dir, args.out_dir, args.repo_id, max_shard_size=args.max_shard_size)
+            out = export_folder(
+                args.model_dir,
+                args.out_dir,
+                args.repo_id,
+                max_shard_size=args.max_shard_size,
+                card=card_overrides(args),
+            )
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         raise SystemExit(f"scratchformer export: {error}") from None
     print(f"exported {args.model_dir} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")

@@ -67,11 +67,14 @@ class G2PErrorRate(LocalMetric):
 
 
 class TranslationScores(LocalMetric):
-    """Corpus sacreBLEU and chrF (sacrebleu defaults: 13a tokenisation, chrF with char order 6, beta 2)."""
+    """Corpus sacreBLEU and chrF (sacrebleu defaults: 13a tokenisation, chrF with char order 6, beta 2).
+
+    bleu: detokenized, cased (the sacreBLEU signature); bleu_lowercase: the same 13a tokens lower-cased, the
+    "tokenized, lowercased" BLEU that Multi30k papers report (they score Moses-tokenized text with multi-bleu)."""
 
     input_spec = "predictions: str; references: list[str]"
     input_features = datasets.Features({"predictions": datasets.Value("string"), "references": STRINGS})
-    reports = ("bleu", "chrf")
+    reports = ("bleu", "bleu_lowercase", "chrf")
 
     def _compute(self, predictions, references):
         width = max((len(r) for r in references), default=1)
@@ -80,6 +83,7 @@ class TranslationScores(LocalMetric):
         streams = [[r[k] for r in references] for k in range(width)]  # sacrebleu: one stream per reference
         return {
             "bleu": sacrebleu.corpus_bleu(predictions, streams).score,
+            "bleu_lowercase": sacrebleu.corpus_bleu(predictions, streams, lowercase=True).score,
             "chrf": sacrebleu.corpus_chrf(predictions, streams).score,
         }
 
