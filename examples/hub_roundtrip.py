@@ -3,7 +3,8 @@
     scratchformer export outputs/m30k-en-de outputs/hub/m30k-en-de --repo_id scratchformer/m30k-en-de
     python examples/hub_roundtrip.py outputs/hub/m30k-en-de "A dog runs on the beach." "Two men sit on a bench."
 
-The folder becomes a git repo, under the repo id it was exported for, served by olah (tests/olah_hub.py, the `test` extra), on a free 127.0.0.1 port.
+The folder becomes a git repo, under the repo id it was exported for, served by olah (tests/olah_hub.py, the
+`test` extra) on a free 127.0.0.1 port.
 A fresh process, whose HF_ENDPOINT points there and whose HF_HOME is empty, then pulls it by repo id:
 - every file of the repo, downloaded with `snapshot_download`, must equal the folder's byte for byte;
 - `ModelCard.load(repo_id)` must parse, and its model-index results must equal card_info.json's;
@@ -14,18 +15,17 @@ It prints one JSON report and exits 1 if any check fails.
 """
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))  # the Hub tests' server and client helpers (hub_fixtures, hub_client)
+from hub_client import run_card_snippets  # noqa: E402
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -51,18 +51,6 @@ def model_outputs(task: str, model: str, texts: list[str]) -> list:
     return tokenizer.batch_decode(generated, skip_special_tokens=True)
 
 
-def run_card_snippet(repo_id: str) -> str:
-    """The card's Python snippet, run exactly as written; its printed output."""
-    from huggingface_hub import hf_hub_download
-
-    with open(hf_hub_download(repo_id, "README.md"), encoding="utf-8") as readme:
-        code = re.search(r"```python\n(.*?)```", readme.read(), flags=re.S).group(1)
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        exec(compile(code, f"{repo_id}/README.md", "exec"), {"__name__": "__snippet__"})
-    return stdout.getvalue()
-
-
 def client(folder: Path, repo_id: str, texts: list[str]) -> dict:
     """Runs in the fresh process (HF_ENDPOINT set before huggingface_hub is imported)."""
     from huggingface_hub import ModelCard, snapshot_download
@@ -75,7 +63,7 @@ def client(folder: Path, repo_id: str, texts: list[str]) -> dict:
     task = card.data.pipeline_tag
     pulled_outputs = model_outputs(task, repo_id, texts)
     local_outputs = model_outputs(task, str(folder), texts)
-    snippet = run_card_snippet(repo_id)
+    snippet = run_card_snippets({"card": repo_id})["card"]["stdout"]  # the tests' runner: the code as written
     checks = {
         "files_equal": local == remote,
         "card_results_equal": bool(card_results) and card_results == info["metrics"],
@@ -97,18 +85,15 @@ def client(folder: Path, repo_id: str, texts: list[str]) -> dict:
 
 
 def serve_and_pull(folder: Path, repo_id: str, texts: list[str]) -> dict:
-    sys.path.insert(0, str(TESTS))
     from hub_fixtures import client_env, free_port, make_mirror_repo, olah_server
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_mirror_repo(folder, work / "mirror", repo_id)
         with olah_server(work / "mirror", work, probe_repo=repo_id, port=free_port()) as url:
-            env = client_env(url, work / "home")
-            env.pop("PYTHONPATH")
             answer = subprocess.run(
                 [sys.executable, __file__, str(folder), *texts, "--client"],
-                env=env,
+                env=client_env(url, work / "home"),
                 capture_output=True,
                 text=True,
             )

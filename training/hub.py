@@ -71,19 +71,18 @@ def export_folder(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     loaded=None,
     info: CardInfo | None = None,
-    card: dict | None = None,
 ) -> Path:
     """Write the Hub folder of the saved run `model_dir` to `out_dir` (which must be empty or absent): what
     `push` uploads. With `repo_id` the card's snippets load that repo; without, the folder itself.
     `loaded`, `info`: the (model, tokenizer) and CardInfo of `model_dir` when the caller holds them already
-    (the trainer, as a run ends); otherwise they are read from the folder. `card`: CardInfo fields to say
-    otherwise than the run recorded (card_overrides: the data's name, the languages)."""
+    (the trainer, as a run ends, or the CLI with its --card_* flags: card_info); otherwise they are read from
+    the folder."""
     if repo_id is not None:
         check_repo_id(repo_id)
     out = Path(out_dir)
     require_empty_folder(out)
     model, tokenizer = loaded or load_for_export(model_dir)
-    info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id, **(card or {}))
+    info = dataclasses.replace(info or CardInfo.from_folder(model_dir), repo_id=repo_id)
     return export_for_hub(model, out, tokenizer, info, max_shard_size=max_shard_size)
 
 
@@ -96,12 +95,11 @@ def push_to_hub(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     loaded=None,
     info: CardInfo | None = None,
-    card: dict | None = None,
 ) -> CommitInfo:
     """Export `model_dir` for the Hub and upload it to `repo_id` (created if missing) in one commit.
 
     `private` applies when the repo is created; an existing repo keeps its visibility. `loaded`, `info`: as
-    in `export_folder`, and `card`. Returns the CommitInfo of the upload (its `commit_url` names the commit).
+    in `export_folder`. Returns the CommitInfo of the upload (its `commit_url` names the commit).
     """
     check_repo_id(repo_id)
     api = HfApi(token=resolve_token(token))
@@ -109,9 +107,7 @@ def push_to_hub(
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="scratchformer-push-") as staging:
         # repo.repo_id: with the namespace the Hub chose for a bare name
-        export_folder(
-            model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info, card=card
-        )
+        export_folder(model_dir, staging, repo.repo_id, max_shard_size=max_shard_size, loaded=loaded, info=info)
         commit = api.upload_folder(
             repo_id=repo.repo_id, folder_path=staging, commit_message=commit_message, repo_type="model"
         )
@@ -135,8 +131,9 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def card_overrides(args: argparse.Namespace) -> dict:
-    """CardInfo fields from --card_dataset / --card_language (none given: the run's own)."""
+def card_info(args: argparse.Namespace) -> CardInfo | None:
+    """The run's CardInfo with --card_dataset / --card_language applied; None when neither is given (the
+    export then reads the folder's own)."""
     card = {}
     if args.card_dataset is not None:
         if not args.card_dataset.strip():
@@ -147,7 +144,7 @@ def card_overrides(args: argparse.Namespace) -> dict:
         if bad:
             raise ValueError(f"--card_language {bad}: expected ISO 639 codes such as en, de")
         card["language"] = list(args.card_language)
-    return card
+    return dataclasses.replace(CardInfo.from_folder(args.model_dir), **card) if card else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -174,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             private=args.private,
             commit_message=args.message,
             max_shard_size=args.max_shard_size,
-            card=card_overrides(args),
+            info=card_info(args),
         )
     except (NoTokenError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"scratchformer push: {error}") from None
@@ -214,7 +211,7 @@ def run_export(args: argparse.Namespace) -> int:
     CTranslate2 model)."""
     try:
         if args.format == "ctranslate2":
-            if card_overrides(args):
+            if card_info(args) is not None:
                 raise ValueError(
                     "--card_dataset / --card_language apply to --format hub only (a CTranslate2 model has no card)"
                 )
@@ -224,11 +221,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise ValueError("--quantization applies to --format ctranslate2 only")
         else:
             out = export_folder(
-                args.model_dir,
-                args.out_dir,
-                args.repo_id,
-                max_shard_size=args.max_shard_size,
-                card=card_overrides(args),
+                args.model_dir, args.out_dir, args.repo_id, max_shard_size=args.max_shard_size, info=card_info(args)
             )
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         raise SystemExit(f"scratchformer export: {error}") from None
