@@ -4,6 +4,7 @@ fails before training, and the models also train under transformers' Trainer / S
 import json
 import logging
 import random
+from dataclasses import asdict
 
 import jiwer
 import pytest
@@ -13,10 +14,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from scratchformer.training import checkpoints, cli, trainer
-from scratchformer.training.args import TrainArguments, config_defaults, from_flat
+from scratchformer.training.args import TrainArguments, check_args, config_defaults, from_flat
 from scratchformer.training.checkpoints import latest_checkpoint
 from scratchformer.training.export import CardInfo
 from scratchformer.training.optim import noam
+from scratchformer.training.presets import PRESETS
 from scratchformer.training.tracking import curves
 from scratchformer.training.trainer import train
 
@@ -420,6 +422,16 @@ def test_argument_precedence_preset_config_flags(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_info:
             cli.parse(["train", *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_preset_is_a_valid_set_of_arguments():
+    """Each recipe parses as `scratchformer train --preset NAME` would, passes the checks a run makes before any
+    work, and arrives unchanged in the argument dataclasses."""
+    for name, preset in PRESETS.items():
+        _, parsed = cli.parse(["train", "--preset", name])
+        check_args(*parsed)
+        flat = {key: value for arguments in parsed for key, value in asdict(arguments).items()}
+        assert {key: flat[key] for key in preset} == preset, name
 
 
 def test_every_command_parses_its_own_help(capsys):
