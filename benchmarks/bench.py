@@ -10,8 +10,11 @@ Models (built with equal d_model, heads, FFN width, layers, vocabulary, ReLU, dr
 Sections of the JSON (and of the printed table), every ratio against bart-sdpa measured in this run:
     matmul_ceiling   fp32 torch.mm of two large square matrices: the machine's achievable FLOP/s, timed in
                      the training rounds, interleaved with the models' steps
-    training         target tokens/s of forward + backward + AdamW step; FLOPs counted once per model with
+    training         target tokens/s of forward + backward + (fused) AdamW step; FLOPs counted once per model with
                      torch.utils.flop_counter.FlopCounterMode (fwd + bwd), MFU = achieved FLOP/s / ceiling
+    training_bf16    the same for ours and BART-sdpa in fp32, under bf16 autocast (accelerate's "bf16") and with
+                     bf16 weights + fp32 masters (the trainer's "bf16-weights"), with fp32 and bf16 matmul
+                     ceilings in the same rounds; each MFU against the ceiling of the dtype it computes in
     dropout          one dropout call, forward + backward, on a training activation: the model's own
                      (16-bit decisions, four per 64-bit draw) against torch's F.dropout
     inference        encoder + decoder forward latency (no grad) on the training batch
@@ -52,6 +55,7 @@ from transformers.utils import logging as hf_logging
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD, cache_field
 from scratchformer.modeling.modeling_scratchformer import dropout as scratchformer_dropout
+from scratchformer.training.bf16_weights import Bf16Weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_memory import PeakMemoryServer  # noqa: E402
@@ -201,9 +205,9 @@ def matmul(args, dtype=torch.float32):
     return (lambda: torch.mm(a, b)), 2 * n**3
 
 
-def train_step(model, x, y_in, y, context=nullcontext, fused=None):
+def train_step(model, x, y_in, y, context=nullcontext, fused=True):
     """One forward + backward + AdamW step of ``model`` on a fixed batch, as a closure to time; the forward
-    runs inside ``context()`` (e.g. autocast), ``fused`` is AdamW's."""
+    runs inside ``context()`` (e.g. autocast), ``fused`` is AdamW's (fused, as the trainer's, for every model)."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
 
@@ -255,6 +259,7 @@ def training(args, models):
 
 BF16_MODELS = ("scratchformer-sdpa", REFERENCE)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+MODES = {"float32": "float32", "bfloat16": "bfloat16", "bf16-weights": "bfloat16"}  # mode -> the dtype it computes in
 
 
 def autocast_bf16():
@@ -262,17 +267,39 @@ def autocast_bf16():
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
+def bf16_weights_step(model, x, y_in, y):
+    """One step the way the trainer's --mixed_precision bf16-weights takes it (training/bf16_weights.py): forward
+    and backward on a bf16 copy, AdamW on the fp32 weights, the copy refreshed; and the copy, to count FLOPs on."""
+    model.train()
+    compute = Bf16Weights(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step():
+        loss_of(compute, x, y_in, y).backward()
+        compute.gradients_to_master()
+        optimizer.step()
+        compute.refresh()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, compute.module
+
+
 def training_bf16(args, models):
-    """Training steps in fp32 and under bf16 autocast, ours and BART's, with the fp32 and bf16 matmul ceilings, all
-    timed in the same rounds: each row's MFU is against the ceiling of the dtype it computes in."""
+    """Training steps in fp32, under bf16 autocast and with bf16 weights (fp32 masters), ours and BART's, with the
+    fp32 and bf16 matmul ceilings, all timed in the same rounds: each row's MFU is against the ceiling of the dtype
+    it computes in, its x BART against BART in the same mode."""
     x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
-    contexts = {"float32": nullcontext, "bfloat16": autocast_bf16}
     steps, flops = {}, {}
     for name in BF16_MODELS:
-        for dtype, context in contexts.items():
+        for mode in MODES:
             model = copy.deepcopy(models[name])
-            steps[(name, dtype)] = train_step(model, x, y_in, y, context)
-            flops[(name, dtype)] = step_flops(model, x, y_in, y, context)
+            if mode == "bf16-weights":
+                steps[(name, mode)], low = bf16_weights_step(model, x, y_in, y)
+                flops[(name, mode)] = step_flops(low, x, y_in, y)
+            else:
+                context = autocast_bf16 if mode == "bfloat16" else nullcontext
+                steps[(name, mode)] = train_step(model, x, y_in, y, context)
+                flops[(name, mode)] = step_flops(model, x, y_in, y, context)
     ceiling_flops = {}
     for dtype, torch_dtype in DTYPES.items():
         steps[("matmul", dtype)], ceiling_flops[dtype] = matmul(args, torch_dtype)
@@ -289,17 +316,19 @@ def training_bf16(args, models):
     rows = {}
     for name in BF16_MODELS:
         rows[name] = {}
-        for dtype in DTYPES:
-            step_s = median[(name, dtype)]
-            rows[name][dtype] = {
+        for mode, dtype in MODES.items():
+            step_s = median[(name, mode)]
+            rows[name][mode] = {
                 "step_s": step_s,
                 "target_tokens_per_s": tokens / step_s,
-                "flops_per_step": flops[(name, dtype)],
-                "flops_per_s": flops[(name, dtype)] / step_s,
-                "mfu": flops[(name, dtype)] / step_s / ceilings[dtype]["flops_per_s"],
-                "vs_bart_sdpa": median[(REFERENCE, dtype)] / step_s,
+                "flops_per_step": flops[(name, mode)],
+                "flops_per_s": flops[(name, mode)] / step_s,
+                "mfu": flops[(name, mode)] / step_s / ceilings[dtype]["flops_per_s"],
+                "vs_bart_sdpa": median[(REFERENCE, mode)] / step_s,
             }
         rows[name]["bf16_speedup"] = median[(name, "float32")] / median[(name, "bfloat16")]
+        rows[name]["bf16_weights_speedup"] = median[(name, "float32")] / median[(name, "bf16-weights")]
+        rows[name]["bf16_weights_vs_bart_autocast"] = median[(REFERENCE, "bfloat16")] / median[(name, "bf16-weights")]
     return {"matmul_ceiling": ceilings, "rows": rows}
 
 
@@ -606,6 +635,14 @@ def table(results):
             f"  {name:<20} fp32 {row['float32']['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * row['float32']['mfu']:.0f}%)"
             f"  bf16 {row['bfloat16']['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * row['bfloat16']['mfu']:.0f}% of bf16)"
             f"  = {row['bf16_speedup']:.2f}x its fp32, {row['bfloat16']['vs_bart_sdpa']:.2f}x BART bf16"
+        )
+    lines.append("bf16 weights, fp32 masters (the trainer's --mixed_precision bf16-weights), same rounds:")
+    for name, row in bf16["rows"].items():
+        w = row["bf16-weights"]
+        lines.append(
+            f"  {name:<20} {w['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * w['mfu']:.0f}% of bf16)"
+            f"  = {row['bf16_weights_speedup']:.2f}x its fp32, {row['bf16_weights_vs_bart_autocast']:.2f}x BART autocast,"
+            f" {w['vs_bart_sdpa']:.2f}x BART bf16-weights"
         )
     lines.append("")
     for batch, rows in results["generation"].items():

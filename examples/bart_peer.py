@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from transformers import (
+    AutoTokenizer,
     BartConfig,
     BartForConditionalGeneration,
     DataCollatorForSeq2Seq,
@@ -37,6 +38,7 @@ from scratchformer.training.args import (
 )
 from scratchformer.training.building import generation_config
 from scratchformer.training.data import load_task, tokenize, train_tokenizer
+from scratchformer.training.trainer import subset
 
 
 class WallClock(TrainerCallback):
@@ -59,6 +61,18 @@ def length_grouped() -> dict:
     if "train_sampling_strategy" in inspect.signature(Seq2SeqTrainingArguments).parameters:
         return {"train_sampling_strategy": "group_by_length"}
     return {"group_by_length": True}
+
+
+def predict_in_order(trainer: Seq2SeqTrainer, dataset):
+    """trainer.predict(dataset), its rows in dataset order. With length-grouped batches transformers 5 groups the
+    evaluation rows by length too (`Trainer._get_eval_sampler`), and predict() returns them in that order with no
+    index to undo it; so the grouping is off while predicting."""
+    ((name, grouped),) = length_grouped().items()
+    setattr(trainer.args, name, "random" if name == "train_sampling_strategy" else False)
+    try:
+        return trainer.predict(dataset)
+    finally:
+        setattr(trainer.args, name, grouped)
 
 
 def arguments(preset: str, overrides: dict) -> tuple[ModelArguments, DataArguments, TrainArguments]:
@@ -97,13 +111,22 @@ def main(argv=None) -> dict:
         parser.add_argument(f"--{name}", default=None)
     parser.add_argument("--max_steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--max_test_samples", type=int, default=None)
+    parser.add_argument(
+        "--test_only", action="store_true", help="score the best checkpoint of a finished run in --output_dir again"
+    )
     args = parser.parse_args(argv)
     model_args, data_args, train_args = arguments(args.preset, vars(args) | {"output_dir": str(args.output_dir)})
     data = load_task(data_args, train_args.seed)
-    tokenizer = train_tokenizer(data, data_args, model_args.max_position_embeddings)
     limit = model_args.max_position_embeddings
+    if args.test_only:  # the best checkpoint of the run in --output_dir: its tokenizer and weights
+        state = json.loads((args.output_dir / "trainer_state.json").read_text())
+        best = args.output_dir / Path(state["best_model_checkpoint"]).name
+        tokenizer = AutoTokenizer.from_pretrained(best)
+        model = BartForConditionalGeneration.from_pretrained(best)
+    else:
+        tokenizer = train_tokenizer(data, data_args, limit)
+        model = bart(model_args, tokenizer, limit)
     features = tokenize(data, tokenizer, limit, limit, data_args.too_long)
-    model = bart(model_args, tokenizer, limit)
     lengths = [len(x) + len(y) for x, y in zip(features["train"]["input_ids"][:], features["train"]["labels"][:])]
     rows_per_batch = max(1, train_args.batch_tokens // max(1, round(sum(lengths) / len(lengths))))  # the same tokens
     longest = max(len(y) for y in features["train"]["labels"][:])
@@ -119,6 +142,7 @@ def main(argv=None) -> dict:
         adam_beta2=train_args.adam_beta2,
         label_smoothing_factor=model_args.label_smoothing,
         max_grad_norm=train_args.max_grad_norm,
+        bf16=train_args.mixed_precision == "bf16",  # the preset's autocast precision
         **length_grouped(),
         eval_strategy="steps",
         eval_steps=train_args.eval_every,
@@ -134,8 +158,8 @@ def main(argv=None) -> dict:
         seed=train_args.seed,
     )
     validation = features["validation"]
-    if data_args.max_eval_samples:
-        validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
+    if data_args.max_eval_samples:  # the same seeded subset as our trainer's (the G2P splits are sorted)
+        validation = validation.select(subset(len(validation), data_args.max_eval_samples, train_args.seed))
     trainer = Seq2SeqTrainer(
         model=model,
         args=hf_args,
@@ -146,15 +170,22 @@ def main(argv=None) -> dict:
         callbacks=[WallClock(args.max_train_minutes or train_args.max_train_minutes)],
     )
     hf_args.prediction_loss_only = True  # validation: the loss only (generation is for the test score below)
-    start = time.time()
-    trained = trainer.train()
-    minutes = (time.time() - start) / 60
+    if args.test_only:  # the finished run's best checkpoint, its training figures as they were
+        trained_steps, minutes = (
+            state["global_step"],
+            json.loads((args.output_dir / "peer_results.json").read_text())["train"]["train_minutes"],
+        )
+    else:
+        start = time.time()
+        trained_steps = trainer.train().global_step
+        trainer.save_state()  # trainer_state.json: the log history (examples/compare_runs.py draws it)
+        minutes = (time.time() - start) / 60
     hf_args.prediction_loss_only = False
     test = features["test"]
     raw = data.raw["test"]
     if args.max_test_samples:
         test, raw = test.select(range(args.max_test_samples)), raw.select(range(args.max_test_samples))
-    output = trainer.predict(test)
+    output = predict_in_order(trainer, test)
     ids = [[t for t in row if t >= 0] for row in output.predictions]  # the Trainer pads with -100
     predictions = tokenizer.batch_decode(ids, skip_special_tokens=True)
     scores = data.task.metric().compute(predictions=predictions, references=raw["references"][:])
@@ -162,7 +193,7 @@ def main(argv=None) -> dict:
         "model": "BartForConditionalGeneration (transformers), Seq2SeqTrainer",
         "preset": args.preset,
         "test": {**scores, "rows": len(test)},
-        "train": {"steps": trained.global_step, "train_minutes": minutes, "rows_per_batch": rows_per_batch},
+        "train": {"steps": trained_steps, "train_minutes": minutes, "rows_per_batch": rows_per_batch},
         "parameters": model.num_parameters(),
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)

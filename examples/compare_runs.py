@@ -3,8 +3,10 @@
     python examples/compare_runs.py outputs/comparison.png \\
         "SST-2 from scratch=outputs/sst2-scratch" "SST-2 pretrained=outputs/sst2-pretrained" ...
 
-Each run is LABEL=FOLDER, a folder written by `scratchformer train` (all_results.json, log.jsonl). The picture has
-one panel per series the runs log (training loss, validation loss and the task's metric), every run a curve.
+Each run is LABEL=FOLDER, a folder written by `scratchformer train` (all_results.json, log.jsonl) or by
+examples/bart_peer.py (peer_results.json, and the Seq2SeqTrainer's trainer_state.json in the folder or its latest
+checkpoint). The picture has one panel per series the runs log (training loss, validation loss and the task's
+metric), every run a curve.
 """
 
 import argparse
@@ -19,9 +21,32 @@ from scratchformer.training.tracking import curves
 
 def read_run(folder: Path) -> tuple[dict, dict]:
     """(all_results.json, the run's curves by name) of a finished run."""
+    if (folder / "peer_results.json").is_file():
+        return read_peer(folder)
     results = json.loads((folder / "all_results.json").read_text())
     history = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     return results, curves(history)
+
+
+def read_peer(folder: Path) -> tuple[dict, dict]:
+    """The same for a bart_peer.py folder: the Trainer's `loss`/`eval_loss` log entries become train/loss and
+    eval/loss (both the label-smoothed token cross-entropy, as ours), the lowest eval_loss the validation best."""
+    peer = json.loads((folder / "peer_results.json").read_text())
+    states = [folder / "trainer_state.json"] if (folder / "trainer_state.json").is_file() else []
+    states = states or sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    if not states:
+        raise SystemExit(f"{folder}: no trainer_state.json in it or in a checkpoint-* folder")
+    history = json.loads(states[-1].read_text())["log_history"]
+    renamed = [
+        {
+            "step": e["step"],
+            **{new: e[old] for old, new in (("loss", "train/loss"), ("eval_loss", "eval/loss")) if old in e},
+        }
+        for e in history
+    ]
+    series = curves(renamed)
+    step, loss = min(series.get("eval/loss", [(None, float("nan"))]), key=lambda point: point[1])
+    return {"test": peer["test"], "train": peer["train"], "validation_best": {"loss": loss, "step": step}}, series
 
 
 def table(runs: dict[str, tuple[dict, dict]]) -> str:
@@ -61,8 +86,10 @@ def main():
     runs = {}
     for item in args.runs:
         label, sep, folder = item.partition("=")
-        if not sep or not (Path(folder) / "all_results.json").is_file():
-            raise SystemExit(f"{item!r}: expected LABEL=FOLDER of a finished run (with all_results.json)")
+        if not sep or not any((Path(folder) / name).is_file() for name in ("all_results.json", "peer_results.json")):
+            raise SystemExit(
+                f"{item!r}: expected LABEL=FOLDER of a finished run (with all_results.json or peer_results.json)"
+            )
         runs[label] = read_run(Path(folder))
     plot(runs, args.picture)
     print(table(runs))

@@ -212,11 +212,15 @@ def check_bench(results):
     for dtype, dtype_ceiling in bf16["matmul_ceiling"].items():
         assert dtype_ceiling["size"] == s["matmul_size"]
         assert_ratio(dtype_ceiling["flops_per_s"], 2 * dtype_ceiling["size"] ** 3, dtype_ceiling["seconds"], dtype)
-    for dtype in ("float32", "bfloat16"):  # each dtype's rows against its own ceiling and its own BART
-        rows = {name: row[dtype] for name, row in bf16["rows"].items()}
+    for mode, dtype in {"float32": "float32", "bfloat16": "bfloat16", "bf16-weights": "bfloat16"}.items():
+        rows = {name: row[mode] for name, row in bf16["rows"].items()}  # against its dtype's ceiling, its mode's BART
         assert_training_rows(rows, s, bf16["matmul_ceiling"][dtype]["flops_per_s"])
+    bart = bf16["rows"]["bart-sdpa"]
     for name, row in bf16["rows"].items():
         assert_ratio(row["bf16_speedup"], row["float32"]["step_s"], row["bfloat16"]["step_s"], f"{name} bf16")
+        weights = row["bf16-weights"]["step_s"]
+        assert_ratio(row["bf16_weights_speedup"], row["float32"]["step_s"], weights, f"{name} bf16-weights")
+        assert_ratio(row["bf16_weights_vs_bart_autocast"], bart["bfloat16"]["step_s"], weights, f"{name} vs autocast")
 
     dropout = results["dropout"]
     assert_ratio(dropout["speedup"], dropout["F.dropout"]["ms"], dropout["scratchformer dropout"]["ms"], "dropout")

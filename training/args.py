@@ -28,7 +28,7 @@ SCHEDULERS = (
     "warmup_stable_decay",
 )
 TOO_LONG = ("truncate", "error")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("no", "bf16", "bf16-weights", "fp16")  # bf16-weights: training/bf16_weights.py
 NONFINITE_LOSS = ("stop", "skip")
 
 
@@ -159,7 +159,12 @@ class TrainArguments:
     lr_scheduler: str = field(default="cosine", metadata={"help": f"one of {', '.join(SCHEDULERS)}"})
     warmup_steps: int = 200
     max_grad_norm: float = 1.0
-    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
+    mixed_precision: str = field(
+        default="no",
+        metadata={
+            "help": "no; bf16 or fp16 (accelerate's autocast); bf16-weights (a bf16 copy computes, fp32 master weights)"
+        },
+    )
     eval_every: int = 400
     save_every: int = 400
     save_total_limit: int = 2

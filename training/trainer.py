@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import is_tensorboard_available, set_seed
+from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
+from .bf16_weights import Bf16Weights
 from .building import build_model, generation_config
 from .checkpoints import (
     TrainerState,
@@ -90,26 +91,27 @@ BF16_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than fp3
 def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_model: int) -> tuple[int, str] | None:
     """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
 
-    With native bf16 (AMX or AVX512-BF16), bf16 autocast trained 1.6x (d_model 256) to 1.9x (d_model 512) faster
-    than fp32 in benchmarks/bench.py, but the default job (d_model 128) trained at 0.87x fp32's tokens/s: at small
-    sizes autocast's per-op casts cost more than the matmuls gain. Without native bf16 it is emulated. The trainer
-    says so; it does not switch: the precision changes the numbers a run produces, so it stays the user's choice."""
+    On the project's AMX CPU, at benchmarks/bench.py's d_model 256, bf16 weights with fp32 masters trained 1.69x
+    faster than fp32 and bf16 autocast 1.59x; on the default job (d_model 128) autocast trained at 0.91x fp32's
+    tokens/s (its per-op casts cost more than the small matmuls gain) and bf16 weights at 1.03x. Without native
+    bf16 it is emulated. The trainer says so; it does not switch: the precision changes the numbers a run
+    produces, so it stays the user's choice."""
     if device_type != "cpu":
         return None
-    if mixed_precision in ("bf16", "fp16") and not flags:
+    if mixed_precision != "no" and not flags:
         return logging.WARNING, (
             f"--mixed_precision {mixed_precision} on a CPU without native bf16 ({' or '.join(NATIVE_BF16)} absent): "
             "16-bit math is emulated and usually slower than fp32"
         )
     if mixed_precision == "bf16" and d_model < BF16_PAYS_FROM:
         return logging.WARNING, (
-            f"--mixed_precision bf16 at d_model={d_model}: the default job (d_model 128) trained at 0.87x fp32's "
-            f"tokens/s on this project's CPU; bf16 paid from d_model {BF16_PAYS_FROM} (1.6x) on"
+            f"--mixed_precision bf16 at d_model={d_model}: the default job (d_model 128) trained at 0.91x fp32's "
+            "tokens/s under autocast on this project's CPU, and at 1.03x with --mixed_precision bf16-weights"
         )
     if mixed_precision == "no" and flags and d_model >= BF16_PAYS_FROM:
         return logging.INFO, (
-            f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16 trained 1.6x (d_model 256) "
-            "to 1.9x (d_model 512) faster than fp32 in benchmarks/bench.py; this run uses fp32"
+            f"this CPU computes bf16 natively ({', '.join(flags)}): at d_model 256 --mixed_precision bf16-weights "
+            "trained 1.69x faster than fp32 in benchmarks/bench.py (bf16 autocast 1.59x); this run uses fp32"
         )
     return None
 
@@ -171,12 +173,18 @@ class Trainer:
             ["tensorboard"] if "tensorboard" in args.report_to and is_tensorboard_available() else []
         )
         self.accelerator = Accelerator(
-            mixed_precision=args.mixed_precision,
+            mixed_precision="no" if args.mixed_precision == "bf16-weights" else args.mixed_precision,
             log_with=trackers,
             project_dir=str(self.out),
             gradient_accumulation_steps=args.gradient_accumulation_steps,
         )
         self.main = self.accelerator.is_main_process
+        self.bf16_weights = args.mixed_precision == "bf16-weights"
+        if self.bf16_weights and self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            raise ValueError(
+                f"--mixed_precision bf16-weights under {self.accelerator.distributed_type.value}: it has its own bf16 "
+                "mode with fp32 master weights; use --mixed_precision bf16 (set in the accelerate config)"
+            )
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("scratchformer").setLevel(logging.INFO if self.main else logging.WARNING)
         advice = bf16_advice(args.mixed_precision, self.accelerator.device.type, cpu_bf16_flags(), model_args.d_model)
@@ -331,6 +339,8 @@ class Trainer:
                     self.state.batch_in_epoch,
                 )
                 self.log_file.truncate_after(self.state.step)
+        # what the training forward and backward run on: the model, or its bf16 copy (bf16_weights.py)
+        self.compute = Bf16Weights(accelerator.unwrap_model(self.model)) if self.bf16_weights else self.model
         accelerator.init_trackers("tensorboard", config=flat_hparams(self.model_args, self.data_args, args))
 
         stop = self.loop(loader)
@@ -350,6 +360,7 @@ class Trainer:
     def loop(self, loader) -> Stop:
         args, accelerator, state = self.args, self.accelerator, self.state
         self.model.train()
+        self.compute.train()
         bar = tqdm(total=args.max_steps, initial=state.step, disable=not self.main, desc="train", dynamic_ncols=True)
         self.window = torch.zeros(3, device=accelerator.device)  # loss * rows, rows, tokens since the last log
         self.window_start = self.loop_start = time.time()
@@ -386,18 +397,24 @@ class Trainer:
         accumulated, from the step on every process ("skip"; counted in the state)."""
         accelerator = self.accelerator
         with accelerator.accumulate(self.model):
-            loss = self.model(**batch).loss
+            loss = self.compute(**batch).loss
             if self.nonfinite(loss):
                 self.optimizer.zero_grad()
                 self.state.batch_in_epoch += 1
                 self.state.skipped_batches += 1
                 return False
             accelerator.backward(loss)
+            if self.bf16_weights:
+                self.compute.gradients_to_master()
+                if accelerator.sync_gradients:
+                    self.compute.average_gradients(accelerator)
             if accelerator.sync_gradients and self.args.max_grad_norm:
                 accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
             self.optimizer.step()
             if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                 self.scheduler.step()
+                if self.bf16_weights:
+                    self.compute.refresh()
             self.optimizer.zero_grad()
         self.state.batch_in_epoch += 1
         rows, real = batch["attention_mask"].shape[0], batch["attention_mask"]
