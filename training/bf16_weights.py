@@ -29,7 +29,6 @@ class Bf16Weights:
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
         if any(p.dtype != torch.float32 for p in model.parameters()):
             raise ValueError(f"bf16-weights needs an fp32 model to keep as the master weights; it has {model.dtype}")
-        self.master = model
         self.module = copy.deepcopy(model).to(dtype)
         pairs = [(p32, p16) for p32, p16 in zip(model.parameters(), self.module.parameters()) if p32.requires_grad]
         self.master_params = [p32 for p32, _ in pairs]
@@ -67,7 +66,7 @@ class Bf16Weights:
     @torch.no_grad()
     def refresh(self):
         """w16 <- bf16(w32): after an optimiser step, a resume or any change to the master weights."""
-        torch._foreach_copy_(self.params, [p.detach() for p in self.master_params])
+        torch._foreach_copy_(self.params, self.master_params)
 
 
 __all__ = ["Bf16Weights"]

@@ -172,14 +172,14 @@ class Trainer:
         trackers = [self.log_file] + (
             ["tensorboard"] if "tensorboard" in args.report_to and is_tensorboard_available() else []
         )
+        self.bf16_weights = args.mixed_precision == "bf16-weights"  # not autocast: bf16_weights.py, in the loop
         self.accelerator = Accelerator(
-            mixed_precision="no" if args.mixed_precision == "bf16-weights" else args.mixed_precision,
+            mixed_precision="no" if self.bf16_weights else args.mixed_precision,
             log_with=trackers,
             project_dir=str(self.out),
             gradient_accumulation_steps=args.gradient_accumulation_steps,
         )
         self.main = self.accelerator.is_main_process
-        self.bf16_weights = args.mixed_precision == "bf16-weights"
         if self.bf16_weights and self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise ValueError(
                 f"--mixed_precision bf16-weights under {self.accelerator.distributed_type.value}: it has its own bf16 "
