@@ -12,9 +12,10 @@ Sections of the JSON (and of the printed table), every ratio against bart-sdpa m
                      the training rounds, interleaved with the models' steps
     training         target tokens/s of forward + backward + (fused) AdamW step; FLOPs counted once per model with
                      torch.utils.flop_counter.FlopCounterMode (fwd + bwd), MFU = achieved FLOP/s / ceiling
-    training_bf16    the same for ours and BART-sdpa in fp32, under bf16 autocast (accelerate's "bf16") and with
-                     bf16 weights + fp32 masters (the trainer's "bf16-weights"), with fp32 and bf16 matmul
-                     ceilings in the same rounds; each MFU against the ceiling of the dtype it computes in
+    training_bf16    the same for ours (with the loss from stored logits, and fused with the head: lm_loss="fused")
+                     and BART-sdpa in fp32, under bf16 autocast (accelerate's "bf16") and with bf16 weights + fp32
+                     masters (the trainer's "bf16-weights"), with fp32 and bf16 matmul ceilings in the same rounds;
+                     each MFU against the ceiling of the dtype it computes in
     dropout          one dropout call, forward + backward, on a training activation: the model's own
                      (16-bit decisions, four per 64-bit draw) against torch's F.dropout
     inference        encoder + decoder forward latency (no grad) on the training batch
@@ -257,7 +258,14 @@ def training(args, models):
     return ceiling, rows
 
 
-BF16_MODELS = ("scratchformer-sdpa", REFERENCE)
+# The models of the bf16 section: name -> (the model it copies, config changes). "scratchformer-fused" is ours with
+# config.lm_loss="fused" (the head and the cross-entropy in one pass, modeling/loss_scratchformer.py).
+BF16_MODELS = {
+    "scratchformer-sdpa": ("scratchformer-sdpa", {}),
+    "scratchformer-fused": ("scratchformer-sdpa", {"lm_loss": "fused"}),
+    REFERENCE: (REFERENCE, {}),
+}
+OURS = "scratchformer-sdpa"  # "x our fp32" of every row: against this model in fp32, the loss from stored logits
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MODES = {"float32": "float32", "bfloat16": "bfloat16", "bf16-weights": "bfloat16"}  # mode -> the dtype it computes in
 
@@ -290,9 +298,11 @@ def training_bf16(args, models):
     it computes in, its x BART against BART in the same mode."""
     x, y_in, y = inputs(args, args.batch, args.src_len, args.tgt_len)
     steps, flops = {}, {}
-    for name in BF16_MODELS:
+    for name, (source, changes) in BF16_MODELS.items():
         for mode in MODES:
-            model = copy.deepcopy(models[name])
+            model = copy.deepcopy(models[source])
+            for field, value in changes.items():
+                setattr(model.config, field, value)
             if mode == "bf16-weights":
                 steps[(name, mode)], low = bf16_weights_step(model, x, y_in, y)
                 flops[(name, mode)] = step_flops(low, x, y_in, y)
@@ -329,6 +339,7 @@ def training_bf16(args, models):
         rows[name]["bf16_speedup"] = median[(name, "float32")] / median[(name, "bfloat16")]
         rows[name]["bf16_weights_speedup"] = median[(name, "float32")] / median[(name, "bf16-weights")]
         rows[name]["bf16_weights_vs_bart_autocast"] = median[(REFERENCE, "bfloat16")] / median[(name, "bf16-weights")]
+        rows[name]["bf16_weights_vs_scratchformer_fp32"] = median[(OURS, "float32")] / median[(name, "bf16-weights")]
     return {"matmul_ceiling": ceilings, "rows": rows}
 
 
@@ -641,8 +652,8 @@ def table(results):
         w = row["bf16-weights"]
         lines.append(
             f"  {name:<20} {w['target_tokens_per_s']:>7.0f} tok/s (MFU {100 * w['mfu']:.0f}% of bf16)"
-            f"  = {row['bf16_weights_speedup']:.2f}x its fp32, {row['bf16_weights_vs_bart_autocast']:.2f}x BART autocast,"
-            f" {w['vs_bart_sdpa']:.2f}x BART bf16-weights"
+            f"  = {row['bf16_weights_speedup']:.2f}x its fp32, {row['bf16_weights_vs_scratchformer_fp32']:.2f}x {OURS} fp32,"
+            f" {row['bf16_weights_vs_bart_autocast']:.2f}x BART autocast, {w['vs_bart_sdpa']:.2f}x BART bf16-weights"
         )
     lines.append("")
     for batch, rows in results["generation"].items():

@@ -5,6 +5,7 @@
 
 Defaults (issue 5, section 3): d_model 1024, 16 heads, FFN 4096, 6+6 layers, vocab 8000, batch 128 x (source 256,
 target 256) = 32,768 target tokens per step, bf16 autocast over fp32 weights, fused AdamW where the device has it.
+scratchformer-fused is scratchformer-sdpa with lm_loss="fused" (the trainer's default).
 Per model: target tokens/s of forward + backward + AdamW step, model FLOPs utilisation against the device's bf16
 matmul ceiling (torch.mm of two --matmul-size squares, timed in the same rounds), and peak memory of a step
 (torch.cuda.max_memory_allocated; CPU: not measured). scratchformer's steps run inside
@@ -109,6 +110,7 @@ def main(argv=None):
     torch.manual_seed(0)
     models = {
         "scratchformer-sdpa": bench.build_scratchformer(args, "sdpa").to(device),
+        "scratchformer-fused": bench.build_scratchformer(args, "sdpa", lm_loss="fused").to(device),
         "bart-sdpa": bench.build_bart(args, "sdpa").to(device),
     }
     batch = tuple(t.to(device) for t in bench.inputs(args, args.batch, args.src_len, args.tgt_len))

@@ -18,6 +18,9 @@ CHOICES = {
 
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish", "tanh")
 
+# How the seq2seq head computes its training loss: from stored logits, or fused with the head (modeling/loss_...).
+LM_LOSSES = ("logits", "fused")
+
 
 class ScratchformerConfig(PreTrainedConfig):
     r"""Configuration for [`ScratchformerModel`] and its heads.
@@ -36,6 +39,10 @@ class ScratchformerConfig(PreTrainedConfig):
         scale_embedding: multiply token embeddings by sqrt(d_model) (as in "Attention Is All You Need").
         classifier_dropout: dropout before the sequence-classification head.
         label_smoothing: epsilon of label-smoothed cross-entropy in the seq2seq head's loss.
+        lm_loss: how the seq2seq head's loss is computed in training mode, given labels: "logits" (from the
+            (b, n, vocab) logits, which it returns) or "fused" (the head and the cross-entropy in one pass, a block
+            of rows at a time, never storing the logits: faster and lighter, and the output's ``logits`` is None).
+            In eval mode, and without labels, the logits are always computed and returned.
         sparse_prediction: the masked-LM head, given labels, scores only the masked positions (its logits are theirs).
         input_features_dim: None (the encoder reads tokens, or d_model-wide ``inputs_embeds``), or the width f of the
             vectors the encoder reads as ``inputs_embeds`` (frames, patches, graph nodes: any vector set), which
@@ -79,6 +86,7 @@ class ScratchformerConfig(PreTrainedConfig):
         scale_embedding=True,
         classifier_dropout=0.0,
         label_smoothing=0.0,
+        lm_loss="logits",
         sparse_prediction=False,
         input_features_dim=None,
         attention_score="dot",
@@ -115,6 +123,7 @@ class ScratchformerConfig(PreTrainedConfig):
         self.scale_embedding = scale_embedding
         self.classifier_dropout = classifier_dropout
         self.label_smoothing = label_smoothing
+        self.lm_loss = lm_loss
         self.sparse_prediction = sparse_prediction
         self.input_features_dim = input_features_dim
         self.attention_score = attention_score
@@ -148,6 +157,8 @@ class ScratchformerConfig(PreTrainedConfig):
                 fail(field, ", ".join(repr(a) for a in allowed))
         if self.activation_function not in ACTIVATIONS:
             fail("activation_function", ", ".join(repr(a) for a in ACTIVATIONS))
+        if self.lm_loss not in LM_LOSSES:
+            fail("lm_loss", ", ".join(repr(a) for a in LM_LOSSES))
         for field in (
             "vocab_size",
             "d_model",

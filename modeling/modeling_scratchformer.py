@@ -39,6 +39,7 @@ from transformers.utils import can_return_tuple
 from ..configuration.configuration_scratchformer import ScratchformerConfig
 from .attention_scratchformer import ATTENTION_CLASSES, AdditiveScore
 from .compat_scratchformer import CACHE_FIELD, cache_field, the_cache
+from .loss_scratchformer import linear_cross_entropy
 from .masks_scratchformer import padding_mask, self_attention_mask
 from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, SinusoidalPositionEncoding
 
@@ -678,15 +679,19 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (b, n, vocab)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.shape[-1]),
-                labels.to(logits.device).view(-1),
-                ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
-            )
+        hidden_states, loss = outputs.last_hidden_state, None
+        if labels is not None and self.training and self.config.lm_loss == "fused":
+            logits = None  # never stored: the loss and its gradients come from one pass over blocks of rows
+            loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, self.config.label_smoothing)
+        else:
+            logits = self.lm_head(hidden_states)  # (b, n, vocab)
+            if labels is not None:
+                loss = F.cross_entropy(
+                    logits.float().view(-1, logits.shape[-1]),
+                    labels.to(logits.device).view(-1),
+                    ignore_index=-100,
+                    label_smoothing=self.config.label_smoothing,
+                )
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -221,6 +221,8 @@ def check_bench(results):
         weights = row["bf16-weights"]["step_s"]
         assert_ratio(row["bf16_weights_speedup"], row["float32"]["step_s"], weights, f"{name} bf16-weights")
         assert_ratio(row["bf16_weights_vs_bart_autocast"], bart["bfloat16"]["step_s"], weights, f"{name} vs autocast")
+        ours = bf16["rows"]["scratchformer-sdpa"]["float32"]["step_s"]
+        assert_ratio(row["bf16_weights_vs_scratchformer_fp32"], ours, weights, f"{name} vs our fp32")
 
     dropout = results["dropout"]
     assert_ratio(dropout["speedup"], dropout["F.dropout"]["ms"], dropout["scratchformer dropout"]["ms"], "dropout")

@@ -28,6 +28,7 @@ INVALID = [
     (dict(vocab_size=12.0), "vocab_size=12.0 .* integer >= 1"),
     (dict(dropout=1.5), "dropout=1.5 .* probability"),
     (dict(label_smoothing=-0.1), "label_smoothing=-0.1 .* probability"),
+    (dict(lm_loss="chunked"), "lm_loss=.chunked. .* .logits., .fused."),
     (
         dict(d_model=24, encoder_attention_heads=8, decoder_attention_heads=8, position_encoding="rotary"),
         "even head size",

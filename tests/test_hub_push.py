@@ -31,6 +31,7 @@ UPLOADED = {  # what a seq2seq export holds
     "attention_scratchformer.py",
     "masks_scratchformer.py",
     "positions_scratchformer.py",
+    "loss_scratchformer.py",
     "compat_scratchformer.py",
     "README.md",
     "card_info.json",

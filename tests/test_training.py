@@ -495,8 +495,8 @@ def test_the_average_of_the_last_checkpoints_competes_for_best(tmp_path, files):
 
 
 def test_the_trainer_tells_cpu_users_about_bf16():
-    """Native bf16 and a model large enough: a hint; bf16 on a small model: fp32 was faster; 16 bits without native
-    bf16: emulated; GPUs: nothing."""
+    """fp32 with native bf16: a hint; bf16 autocast on a small model: it can be slower than fp32; 16 bits without
+    native bf16: emulated; GPUs: nothing."""
     level, message = trainer.bf16_advice("no", "cpu", ["avx512_bf16"], 256)
     assert level == logging.INFO and "avx512_bf16" in message and "--mixed_precision bf16" in message
     level, message = trainer.bf16_advice("no", "cpu", ["amx_bf16"], 512)
@@ -508,7 +508,8 @@ def test_the_trainer_tells_cpu_users_about_bf16():
     assert trainer.bf16_advice("bf16-weights", "cpu", ["amx_bf16"], 128) is None  # not slower than fp32 there
     level, message = trainer.bf16_advice("bf16", "cpu", [], 512)
     assert level == logging.WARNING and "emulated" in message
-    assert trainer.bf16_advice("no", "cpu", ["avx512_bf16"], 128) is None  # the default job: fp32 is right
+    level, message = trainer.bf16_advice("no", "cpu", ["avx512_bf16"], 128)  # the default job: bf16-weights pays
+    assert level == logging.INFO and "1.65x" in message
     assert trainer.bf16_advice("bf16", "cpu", ["amx_bf16"], 512) is None  # asked for, and it pays
     assert trainer.bf16_advice("no", "cuda", [], 1024) is None
     assert set(trainer.cpu_bf16_flags()) <= set(trainer.NATIVE_BF16)

@@ -32,6 +32,7 @@ def build_model(task: Task, tokenizer, label_list, args, input_features_dim: int
         activation_dropout=args.activation_dropout,
         max_position_embeddings=args.max_position_embeddings,
         label_smoothing=args.label_smoothing,
+        lm_loss=args.lm_loss,
         attention_score=args.attention_score,
         attention_normalizer=args.attention_normalizer,
         attention_pattern=args.attention_pattern,

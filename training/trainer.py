@@ -85,17 +85,18 @@ def cpu_bf16_flags() -> list[str]:
     return [flag for flag in NATIVE_BF16 if flag in flags]
 
 
-BF16_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than fp32 on the project's CPU
+AUTOCAST_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than fp32 on every CPU measured
 
 
 def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_model: int) -> tuple[int, str] | None:
     """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
 
-    On the project's AMX CPU, at benchmarks/bench.py's d_model 256, bf16 weights with fp32 masters trained 1.69x
-    faster than fp32 and bf16 autocast 1.59x; on the default job (d_model 128) autocast trained at 0.91x fp32's
-    tokens/s (its per-op casts cost more than the small matmuls gain) and bf16 weights at 1.03x. Without native
-    bf16 it is emulated. The trainer says so; it does not switch: the precision changes the numbers a run
-    produces, so it stays the user's choice."""
+    With the fused loss (the trainer's --lm_loss fused), on the project's AMD EPYC with AVX512-BF16: bf16 weights
+    with fp32 masters trained the default job (d_model 128) 1.65x faster than fp32 and bench.py's d_model 256
+    model 2.26x; bf16 autocast 1.18x and 2.14x. On an Intel Xeon with AMX, before the fused loss, autocast trained
+    the default job at 0.91x fp32's tokens/s (its per-op casts cost more than the small matmuls gain) and bf16
+    weights at 1.03x. Without native bf16 it is emulated. The trainer says so; it does not switch: the precision
+    changes the numbers a run produces, so it stays the user's choice."""
     if device_type != "cpu":
         return None
     if mixed_precision != "no" and not flags:
@@ -103,15 +104,17 @@ def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_mode
             f"--mixed_precision {mixed_precision} on a CPU without native bf16 ({' or '.join(NATIVE_BF16)} absent): "
             "16-bit math is emulated and usually slower than fp32"
         )
-    if mixed_precision == "bf16" and d_model < BF16_PAYS_FROM:
+    if mixed_precision == "bf16" and d_model < AUTOCAST_PAYS_FROM:
         return logging.WARNING, (
-            f"--mixed_precision bf16 at d_model={d_model}: the default job (d_model 128) trained at 0.91x fp32's "
-            "tokens/s under autocast on this project's CPU, and at 1.03x with --mixed_precision bf16-weights"
+            f"--mixed_precision bf16 at d_model={d_model}: autocast's casts cost most in small models; the default "
+            "job (d_model 128) trained at 0.91x fp32's tokens/s that way on an AMX CPU (1.18x on an AVX512-BF16 "
+            "one), and at 1.03x (1.65x) with --mixed_precision bf16-weights"
         )
-    if mixed_precision == "no" and flags and d_model >= BF16_PAYS_FROM:
+    if mixed_precision == "no" and flags:
         return logging.INFO, (
-            f"this CPU computes bf16 natively ({', '.join(flags)}): at d_model 256 --mixed_precision bf16-weights "
-            "trained 1.69x faster than fp32 in benchmarks/bench.py (bf16 autocast 1.59x); this run uses fp32"
+            f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16-weights trained "
+            "1.65x faster than fp32 on the default job and 2.26x at d_model 256 (benchmarks/bench.py) on an "
+            "AVX512-BF16 CPU; this run uses fp32"
         )
     return None
 
@@ -241,12 +244,12 @@ class Trainer:
         both have are loaded, the head's own are new, the saved head's are dropped (load_report.json says which).
 
         The architecture and its dropout and label smoothing are the saved config's (as from_pretrained keeps
-        them; the ModelArguments fields are for new models). A head of another kind gets this data's labels; a seq2seq model from an encoder gets a new decoder of
+        them; the ModelArguments fields are for new models), lm_loss this run's (like attn_implementation). A head of another kind gets this data's labels; a seq2seq model from an encoder gets a new decoder of
         --decoder_layers layers; an encoder-only head keeps no decoder."""
         model_args, data, path = self.model_args, self.data, self.model_args.model_name_or_path
         saved = AutoConfig.from_pretrained(path)
         same_head = (saved.architectures or [None])[0] == self.task.model_class_name
-        overrides = {}
+        overrides = {"lm_loss": model_args.lm_loss}  # how the loss is computed, not the model: this run's choice
         if not self.task.seq2seq:
             overrides["decoder_layers"] = 0
         elif not saved.decoder_layers:

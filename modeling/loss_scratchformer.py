@@ -1,0 +1,89 @@
+"""The language-model loss, fused with the head that makes the logits (``config.lm_loss="fused"``).
+
+For hidden states h (N, d), the head W (V, d) and targets t, label-smoothed cross-entropy (smoothing eps) is
+
+    z = h W^T                                            the logits, (N, V)
+    loss_i = logsumexp(z_i) - (1 - eps) z_{i,t_i} - (eps / V) sum_j z_{ij}
+    loss = sum over kept rows (t_i != -100) of loss_i / (number of kept rows)
+
+and its gradient is known in closed form, with p = softmax(z):
+
+    dloss/dz_ij = (p_ij - (1 - eps) [j = t_i] - eps / V) / (number of kept rows), 0 on ignored rows
+    dloss/dh = (dloss/dz) W        dloss/dW = (dloss/dz)^T h
+
+``linear_cross_entropy`` computes the loss and both gradients in the forward pass, a block of rows at a time, so
+the (N, V) logits are never stored, neither in fp32 nor in the compute dtype, and nothing of them is kept for the
+backward pass (as Liger-Kernel's fused linear cross-entropy). For a small model most of a training step's memory
+traffic is the vocabulary-wide logits: their fp32 copy, the log-softmax, its gradient and the cast back.
+The result equals ``F.cross_entropy(F.linear(h, W).float(), t, ignore_index=-100, label_smoothing=eps)``.
+"""
+
+import torch
+
+
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul on ``tensor`` runs in: autocast's, if autocast is on for its device, else its own."""
+    device = tensor.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensor.dtype
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """loss(h W^T, t) with the gradients of h and W computed in the forward pass, ``block_rows`` rows at a time."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, label_smoothing: float, block_rows: int):
+        dtype = compute_dtype(hidden)
+        with torch.autocast(hidden.device.type, enabled=False):
+            h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)  # (N, d)
+            w = weight.to(dtype)  # (V, d)
+            targets = labels.reshape(-1).to(hidden.device)  # (N,)
+            if targets.shape[0] != h.shape[0]:
+                raise ValueError(f"labels {tuple(labels.shape)} do not match hidden states {tuple(hidden.shape)}")
+            kept = targets != -100
+            count = kept.sum()  # a tensor: no host sync; 0 kept rows give nan, as F.cross_entropy
+            eps, vocab = label_smoothing, w.shape[0]
+            total = torch.zeros((), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(h) if hidden.requires_grad else None
+            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if weight.requires_grad else None
+            for start in range(0, h.shape[0], block_rows):
+                rows = slice(start, start + block_rows)
+                z = (h[rows] @ w.T).float()  # (n, V): the block's logits, fp32 as the unfused loss computes them
+                t, keep = targets[rows].clamp(min=0).unsqueeze(1), kept[rows]  # (n, 1), (n,)
+                lse = torch.logsumexp(z, dim=1)  # (n,)
+                loss = lse - (1 - eps) * z.gather(1, t).squeeze(1) - (eps / vocab) * z.sum(1)
+                total += loss.masked_fill(~keep, 0).sum()
+                # dloss/dz, in place over the logits: softmax, minus the smoothed one-hot, over the kept rows
+                grad_z = z.sub_(lse.unsqueeze(1)).exp_().sub_(eps / vocab)
+                grad_z.scatter_add_(1, t, torch.full_like(t, -(1 - eps), dtype=grad_z.dtype))
+                grad_z = grad_z.mul_((keep / count).unsqueeze(1)).to(dtype)  # (n, V)
+                if grad_h is not None:
+                    grad_h[rows] = grad_z @ w
+                if grad_w is not None:
+                    grad_w += (grad_z.T @ h[rows]).float()
+        ctx.save_for_backward(
+            grad_h.view_as(hidden).to(hidden.dtype) if grad_h is not None else None,
+            grad_w.to(weight.dtype) if grad_w is not None else None,
+        )
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_h, grad_w = ctx.saved_tensors
+        return (
+            grad_h * grad_loss if grad_h is not None else None,
+            grad_w * grad_loss if grad_w is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(hidden_states, weight, labels, label_smoothing: float = 0.0, block_rows: int = 1024):
+    """Mean label-smoothed cross-entropy of ``hidden_states @ weight.T`` against ``labels`` (-100: ignored),
+    without storing the logits; the formulas are in the module docstring."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be an integer >= 1, got {block_rows}")
+    return LinearCrossEntropy.apply(hidden_states, weight, labels, label_smoothing, block_rows)
+
+
+__all__ = ["linear_cross_entropy"]
