@@ -31,7 +31,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     """loss(h W^T, t) with the gradients of h and W computed in the forward pass, ``block_rows`` rows at a time."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, labels, label_smoothing: float, block_rows: int):
+    def forward(ctx, hidden, weight, labels, label_smoothing: float, num_items, block_rows: int):
         dtype = compute_dtype(hidden)
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)  # (N, d)
@@ -40,7 +40,9 @@ class LinearCrossEntropy(torch.autograd.Function):
             if targets.shape[0] != h.shape[0]:
                 raise ValueError(f"labels {tuple(labels.shape)} do not match hidden states {tuple(hidden.shape)}")
             kept = targets != -100
-            count = kept.sum()  # a tensor: no host sync; 0 kept rows give nan, as F.cross_entropy
+            # the divisor: the kept rows (a tensor, no host sync; none kept gives nan, as F.cross_entropy), or the
+            # labelled tokens of the whole optimiser step that transformers' Trainer passes under accumulation
+            count = kept.sum() if num_items is None else torch.as_tensor(num_items, device=h.device)
             eps, vocab = label_smoothing, w.shape[0]
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(h) if hidden.requires_grad else None
@@ -75,15 +77,19 @@ class LinearCrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
-def linear_cross_entropy(hidden_states, weight, labels, label_smoothing: float = 0.0, block_rows: int = 1024):
+def linear_cross_entropy(
+    hidden_states, weight, labels, label_smoothing: float = 0.0, num_items_in_batch=None, block_rows: int = 1024
+):
     """Mean label-smoothed cross-entropy of ``hidden_states @ weight.T`` against ``labels`` (-100: ignored),
-    without storing the logits; the formulas are in the module docstring."""
+    without storing the logits; the formulas are in the module docstring. Given ``num_items_in_batch``, the sum
+    over the kept rows divided by it instead (as ``token_cross_entropy`` in modeling_scratchformer.py)."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be an integer >= 1, got {block_rows}")
-    return LinearCrossEntropy.apply(hidden_states, weight, labels, label_smoothing, block_rows)
+    return LinearCrossEntropy.apply(hidden_states, weight, labels, label_smoothing, num_items_in_batch, block_rows)
 
 
 __all__ = ["linear_cross_entropy"]

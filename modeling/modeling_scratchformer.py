@@ -624,6 +624,17 @@ def shift_tokens_right(input_ids, pad_token_id, decoder_start_token_id):
 # ------------------------------------------------------------------------------------------------ heads
 
 
+def token_cross_entropy(logits, labels, label_smoothing=0.0, num_items_in_batch=None):
+    """Cross-entropy of (..., C) logits against labels (-100: no loss), in fp32: the mean over the labelled
+    tokens, or, given ``num_items_in_batch`` (the labelled tokens of a whole optimiser step, which transformers'
+    Trainer passes under gradient accumulation), their sum / num_items_in_batch."""
+    flat, labels = logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1)
+    if num_items_in_batch is None:
+        return F.cross_entropy(flat, labels, ignore_index=-100, label_smoothing=label_smoothing)
+    total = F.cross_entropy(flat, labels, ignore_index=-100, label_smoothing=label_smoothing, reduction="sum")
+    return total / num_items_in_batch
+
+
 class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, GenerationMixin):
     """Seq2seq language model: the model decides the output length. p(y_t | y_<t, x) = softmax(W_lm h_t)."""
 
@@ -657,10 +668,12 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
         output_attentions=None,
         output_hidden_states=None,
         past_key_values: Cache | None = None,
+        num_items_in_batch=None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         """labels (b, n): target ids, -100 where no loss is wanted; decoder inputs are labels shifted right.
-        cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24)."""
+        cache: the key/value cache, also accepted as ``past_key_values`` (its name before transformers 5.24).
+        num_items_in_batch: see token_cross_entropy."""
         cache = the_cache(cache, past_key_values)
         if labels is not None:
             use_cache = False
@@ -682,16 +695,13 @@ class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, Genera
         hidden_states, loss = outputs.last_hidden_state, None
         if labels is not None and self.training and self.config.lm_loss == "fused":
             logits = None  # never stored: the loss and its gradients come from one pass over blocks of rows
-            loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, self.config.label_smoothing)
+            loss = linear_cross_entropy(
+                hidden_states, self.lm_head.weight, labels, self.config.label_smoothing, num_items_in_batch
+            )
         else:
             logits = self.lm_head(hidden_states)  # (b, n, vocab)
             if labels is not None:
-                loss = F.cross_entropy(
-                    logits.float().view(-1, logits.shape[-1]),
-                    labels.to(logits.device).view(-1),
-                    ignore_index=-100,
-                    label_smoothing=self.config.label_smoothing,
-                )
+                loss = token_cross_entropy(logits, labels, self.config.label_smoothing, num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -752,6 +762,8 @@ def sequence_classification_loss(config, logits, labels):
 class ScratchformerForSequenceClassification(ScratchformerPreTrainedModel):
     """One label per sequence: the encoder's vectors, mean-pooled over real tokens, through a small head."""
 
+    accepts_loss_kwargs = False  # one label per sequence: transformers' Trainer scales the mean loss itself
+
     def __init__(self, config: ScratchformerConfig):
         super().__init__(config)
         self.model = ScratchformerEncoderModel(config)
@@ -803,9 +815,11 @@ class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
         labels=None,
         output_attentions=None,
         output_hidden_states=None,
+        num_items_in_batch=None,
         **kwargs,
     ) -> TokenClassifierOutput:
-        """labels (b, n): one label id per token, -100 where no loss is wanted (padding, later subwords)."""
+        """labels (b, n): one label id per token, -100 where no loss is wanted (padding, later subwords);
+        num_items_in_batch: see token_cross_entropy."""
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -816,9 +830,7 @@ class ScratchformerForTokenClassification(ScratchformerPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (b, n, labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits.float().view(-1, self.config.num_labels), labels.to(logits.device).view(-1), ignore_index=-100
-            )
+            loss = token_cross_entropy(logits, labels, num_items_in_batch=num_items_in_batch)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -867,6 +879,7 @@ class ScratchformerForMaskedLM(ScratchformerPreTrainedModel):
         labels=None,
         output_attentions=None,
         output_hidden_states=None,
+        num_items_in_batch=None,
         **kwargs,
     ) -> MaskedLMOutput:
         """labels (b, n): the original token at each masked position, -100 elsewhere. With
@@ -887,9 +900,7 @@ class ScratchformerForMaskedLM(ScratchformerPreTrainedModel):
         logits = self.lm_head(hidden_states)  # (b, n, vocab), or (k, vocab)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1), ignore_index=-100
-            )
+            loss = token_cross_entropy(logits, labels, num_items_in_batch=num_items_in_batch)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

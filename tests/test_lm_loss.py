@@ -91,3 +91,14 @@ def test_the_fused_head_trains_like_the_head_on_logits():
         models["fused"].train().generate(batch["input_ids"], max_new_tokens=4, min_new_tokens=4, do_sample=False)
     )
     assert generated.shape == (tester.batch_size, 5)  # without labels, logits are computed even in training mode
+
+
+def test_a_given_token_count_divides_the_summed_loss():
+    """num_items_in_batch (transformers' Trainer, under gradient accumulation): sum over kept rows / that count."""
+    hidden, weight, labels = problem()
+    kept = int((labels != -100).sum())
+    expected = by_hand(hidden, weight, labels, 0.1)
+    loss = linear_cross_entropy(hidden, weight, labels, 0.1, num_items_in_batch=torch.tensor(20), block_rows=3)
+    actual = (loss, *torch.autograd.grad(loss, (hidden, weight)))
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e * kept / 20)

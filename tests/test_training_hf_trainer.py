@@ -25,7 +25,7 @@ def prepare(tmp_path, task, rows, name="train.tsv"):
 
 
 def trainer_args(cls, tmp_path, **kwargs):
-    return cls(
+    defaults = dict(
         output_dir=str(tmp_path / "hf"),
         max_steps=6,
         per_device_train_batch_size=8,
@@ -35,8 +35,8 @@ def trainer_args(cls, tmp_path, **kwargs):
         use_cpu=True,
         save_strategy="no",
         seed=0,
-        **kwargs,
     )
+    return cls(**(defaults | kwargs))
 
 
 def first_and_last_loss(trainer):
@@ -153,3 +153,44 @@ def test_trainer_trains_classification_heads(tmp_path, task):
     )
     assert scores["eval_accuracy"] == pytest.approx(ours["accuracy"])
     assert scores["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-4)
+
+
+GA_ROWS = {
+    "g2p": ("train.tsv", "source\ttarget\n" + "".join(f"{w}\t{' '.join(w.upper())}\n" for w in ["cab", "bead"] * 8)),
+    **ROWS,
+}
+
+
+@pytest.mark.parametrize("task,lm_loss", [("g2p", "logits"), ("g2p", "fused")] + [(task, "logits") for task in ROWS])
+def test_gradient_accumulation_under_the_trainer_equals_one_big_batch(tmp_path, task, lm_loss):
+    """Batches of 4 accumulated twice == batches of 8, under plain SGD (whose step is linear in the gradient):
+    the token-level heads divide their summed loss by the Trainer's num_items_in_batch, and the sequence head
+    leaves the scaling to the Trainer (accepts_loss_kwargs = False). Labelled tokens differ between micro-batches,
+    so a mean per micro-batch would weigh them wrongly, and an unscaled one would double the step."""
+    name, rows = GA_ROWS[task]
+    data, tokenizer, features, model = prepare(tmp_path, task, rows, name)
+    model.config.lm_loss = lm_loss
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    trained = {}
+    for batch, accumulation in ((8, 1), (4, 2)):
+        model.load_state_dict(start)
+        args = trainer_args(
+            TrainingArguments,
+            tmp_path / f"b{batch}",
+            max_steps=2,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            optim="sgd",
+            learning_rate=1.0,
+            max_grad_norm=0.0,
+            weight_decay=0.0,
+            lr_scheduler_type="constant",
+        )
+        Trainer(
+            model=model, args=args, data_collator=Collator(tokenizer.pad_token_id), train_dataset=features["train"]
+        ).train()
+        trained[batch] = {k: v.clone() for k, v in model.state_dict().items()}
+    moved = max((trained[8][k] - start[k]).abs().max() for k in start)
+    assert moved > 1e-2  # the steps are large enough to tell a doubled one apart
+    for k in start:
+        torch.testing.assert_close(trained[4][k], trained[8][k], atol=1e-5, rtol=1e-4, msg=k)
