@@ -47,17 +47,29 @@ class LinearCrossEntropy(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(h) if hidden.requires_grad else None
             grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if weight.requires_grad else None
+            # one fp32 (rows, V) workspace for every block: a fresh tensor of logits per block costs more in page
+            # faults and temporaries (logsumexp's z - max) than the arithmetic does on a CPU
+            workspace = torch.empty(min(block_rows, h.shape[0]), vocab, dtype=torch.float32, device=h.device)
             for start in range(0, h.shape[0], block_rows):
                 rows = slice(start, start + block_rows)
-                z = (h[rows] @ w.T).float()  # (n, V): the block's logits, fp32 as the unfused loss computes them
+                z = workspace[: h[rows].shape[0]]  # (n, V): the block's logits, fp32 as the unfused loss keeps them
+                if dtype == torch.float32:
+                    torch.mm(h[rows], w.T, out=z)
+                else:
+                    z.copy_(h[rows] @ w.T)
                 t, keep = targets[rows].clamp(min=0).unsqueeze(1), kept[rows]  # (n, 1), (n,)
-                lse = torch.logsumexp(z, dim=1)  # (n,)
-                loss = lse - (1 - eps) * z.gather(1, t).squeeze(1) - (eps / vocab) * z.sum(1)
+                scale = keep / count  # (n,): 1 / (number of kept rows) on kept rows, 0 on ignored ones
+                picked, summed = z.gather(1, t).squeeze(1), z.sum(1)  # z_{i,t_i}, sum_j z_ij
+                top = z.amax(1, keepdim=True)
+                p = z.sub_(top).exp_()  # in place: exp(z - max)
+                partition = p.sum(1, keepdim=True)
+                lse = (top + partition.log()).squeeze(1)  # logsumexp(z_i)
+                loss = lse - (1 - eps) * picked - (eps / vocab) * summed
                 total += loss.masked_fill(~keep, 0).sum()
-                # dloss/dz, in place over the logits: softmax, minus the smoothed one-hot, over the kept rows
-                grad_z = z.sub_(lse.unsqueeze(1)).exp_().sub_(eps / vocab)
-                grad_z.scatter_add_(1, t, torch.full_like(t, -(1 - eps), dtype=grad_z.dtype))
-                grad_z = grad_z.mul_((keep / count).unsqueeze(1)).to(dtype)  # (n, V)
+                # dloss/dz, in place over the logits: softmax, minus the smoothed one-hot, times the row's scale
+                grad_z = p.mul_(scale.unsqueeze(1) / partition).sub_((eps / vocab) * scale.unsqueeze(1))
+                grad_z.scatter_add_(1, t, (-(1 - eps) * scale).unsqueeze(1))
+                grad_z = grad_z.to(dtype)  # (n, V)
                 if grad_h is not None:
                     grad_h[rows] = grad_z @ w
                 if grad_w is not None:
@@ -82,7 +94,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(
-    hidden_states, weight, labels, label_smoothing: float = 0.0, num_items_in_batch=None, block_rows: int = 1024
+    hidden_states, weight, labels, label_smoothing: float = 0.0, num_items_in_batch=None, block_rows: int = 512
 ):
     """Mean label-smoothed cross-entropy of ``hidden_states @ weight.T`` against ``labels`` (-100: ignored),
     without storing the logits; the formulas are in the module docstring. Given ``num_items_in_batch``, the sum
