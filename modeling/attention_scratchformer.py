@@ -244,7 +244,11 @@ class ScratchformerAttention(nn.Module):
     # The three steps a pattern may change: what is kept in the cache, how it is read back, how to attend.
     def remember(self, key, value, cache, attention_mask, output_attentions):
         """Append this step's keys/values to the cache (if any); return all keys/values to attend to."""
-        return (key, value) if cache is None else cache.update(key, value, self.layer_idx)
+        if cache is None:
+            return key, value
+        if not self.is_cross_attention:
+            growing_layer(cache, self.layer_idx)
+        return cache.update(key, value, self.layer_idx)
 
     def recall(self, cache_layer):
         return cache_layer.keys, cache_layer.values
@@ -276,6 +280,64 @@ class ScratchformerAttention(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- window attention
+
+
+class GrowingLayer(DynamicLayer):
+    """transformers' DynamicLayer with the keys/values held in buffers that double when full.
+
+    DynamicLayer appends a decoding step by ``torch.cat``, copying all n cached positions: O(n) per step, O(n^2)
+    per generation. Here a step writes its t new positions in place, and a full buffer is copied into one of
+    twice the size: amortised O(t) per step. ``keys`` / ``values`` read as views of the first n positions, so
+    everything transformers does with a DynamicLayer (beam reordering, cropping, batch selection, offloading)
+    works unchanged: assigning ``keys`` / ``values`` replaces the buffer, and the next step copies out of it
+    rather than write into a tensor the layer did not allocate. Where autograd or a compiler watches (gradients
+    through the cache, torch.compile over a dynamic cache), it appends by ``torch.cat`` as DynamicLayer does.
+    """
+
+    def __init__(self, **kwargs):
+        self._buffers, self._lengths = {"keys": None, "values": None}, {"keys": 0, "values": 0}
+        super().__init__(**kwargs)
+
+    def _view(self, name):
+        buffer = self._buffers[name]
+        return buffer if buffer is None or buffer.dim() < 2 else buffer[..., : self._lengths[name], :]
+
+    def _replace(self, name, tensor):
+        self._buffers[name] = tensor  # each its own length: DynamicLayer assigns keys, then reads values
+        self._lengths[name] = tensor.shape[-2] if tensor is not None and tensor.dim() >= 2 else 0
+
+    keys = property(lambda self: self._view("keys"), lambda self, tensor: self._replace("keys", tensor))
+    values = property(lambda self: self._view("values"), lambda self, tensor: self._replace("values", tensor))
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        """Write the t new positions after the n cached ones (b, h, t, d); return the n + t positions."""
+        watched = torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad)
+        )
+        if watched or not self.is_initialized or self._buffers["keys"].dim() < 2:
+            return super().update(key_states, value_states, *args, **kwargs)  # the first step: cat onto nothing
+        t = key_states.shape[-2]
+        for name, new in (("keys", key_states), ("values", value_states)):
+            buffer, n = self._buffers[name], self._lengths[name]
+            if n + t > buffer.shape[-2] or buffer.shape[:-2] != new.shape[:-2] or buffer.dtype != new.dtype:
+                grown = new.new_empty(*new.shape[:-2], max(2 * n, n + t), new.shape[-1])
+                grown[..., :n, :] = buffer[..., :n, :]
+                self._buffers[name] = buffer = grown
+            buffer[..., n : n + t, :] = new
+            self._lengths[name] = n + t
+        return self.keys, self.values
+
+
+def growing_layer(cache, layer_idx):
+    """Put a GrowingLayer in place of the dynamic cache's fresh (empty, plain) DynamicLayer at ``layer_idx``;
+    layers of any other kind (static, sliding, already filled, linear attention's state) are left as they are."""
+    if getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
+        while len(cache.layers) <= layer_idx:
+            cache.layers.append(GrowingLayer())
+    if layer_idx < len(cache.layers):
+        layer = cache.layers[layer_idx]
+        if type(layer) is DynamicLayer and not layer.is_initialized:
+            cache.layers[layer_idx] = GrowingLayer()
 
 
 class ScratchformerWindowAttention(ScratchformerAttention):
