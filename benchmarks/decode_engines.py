@@ -7,8 +7,9 @@ bench.py's dimensions and inputs (its flags apply), batch 1 and batch --batch, -
 
     bart-sdpa                       transformers' BartForConditionalGeneration.generate()
     scratchformer-sdpa              generate() with the default (dynamic) cache
-    scratchformer-sdpa compiled     generate(cache_implementation="static", compile_config=fullgraph), the
-                                    README's documented setting (compiled once, before the timed rounds)
+    scratchformer-sdpa compiled     generate(cache_implementation="static", compile_config=
+                                    decoding_compile_config("cpu")), the README's documented setting
+                                    (compiled once, before the timed rounds)
     ctranslate2 fp32 / int8         the same scratchformer weights exported by training/ctranslate2_export.py,
                                     run by ctranslate2.Translator with as many threads as torch uses
 
@@ -24,11 +25,11 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models
-from transformers import CompileConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
+from scratchformer import decoding_compile_config  # noqa: E402
 from scratchformer.training.ctranslate2_export import export_ctranslate2, import_ctranslate2  # noqa: E402
 from scratchformer.training.tokenizers import SPECIAL_TOKENS, wrap  # noqa: E402
 
@@ -46,8 +47,7 @@ def engines(args, model, bart, tokenizer, ct2_folders, threads):
     ctranslate2 = import_ctranslate2()
     n = args.new_tokens
     fixed = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, use_cache=True)
-    compile_config = CompileConfig(fullgraph=True, dynamic=False)
-    compile_config._compile_all_devices = True  # transformers compiles off accelerators only when told
+    compile_config = decoding_compile_config("cpu")  # the README's documented setting
     fns = {
         "bart-sdpa": lambda x: bart.generate(input_ids=x, **fixed)[:, 1:],
         "scratchformer-sdpa": lambda x: model.generate(input_ids=x, **fixed)[:, 1:],

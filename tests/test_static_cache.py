@@ -4,10 +4,9 @@ what the dynamic cache and no cache give, for every variant; linear attention ke
 import pytest
 import torch
 from model_tester import VARIANT_IDS, VARIANTS, ModelTester
-from transformers import CompileConfig
 from transformers.cache_utils import StaticCache
 
-from scratchformer import ScratchformerForConditionalGeneration
+from scratchformer import ScratchformerForConditionalGeneration, decoding_compile_config
 from scratchformer.modeling.attention_scratchformer import LinearAttentionState
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD
 
@@ -59,10 +58,10 @@ def test_compiled_static_decoding_equals_decoding_without_cache(pattern):
     overrides = {"attention_pattern": pattern} | ({"attention_window": 2} if pattern == "window" else {})
     model = tester.build(ScratchformerForConditionalGeneration, **overrides)
     inputs = padded_inputs(model.config)
-    compile_config = CompileConfig(fullgraph=True, dynamic=False)
-    compile_config._compile_all_devices = True  # transformers compiles on accelerators only, unless told
     torch.compiler.reset()
-    compiled, _, _ = generate(model, inputs, cache_implementation="static", compile_config=compile_config)
+    compiled, _, _ = generate(
+        model, inputs, cache_implementation="static", compile_config=decoding_compile_config("cpu")
+    )
     assert hasattr(model, "_compiled_call")  # the compiled forward ran
     uncached, _, _ = generate(model, inputs, use_cache=False)
     assert torch.equal(compiled, uncached)

@@ -22,6 +22,7 @@ from .modeling.modeling_scratchformer import (
     ScratchformerForTokenClassification,
     ScratchformerModel,
     ScratchformerPreTrainedModel,
+    decoding_compile_config,
 )
 
 AUTO_CLASSES = {
@@ -47,4 +48,5 @@ __all__ = [
     "ScratchformerForTokenClassification",
     "ScratchformerModel",
     "ScratchformerPreTrainedModel",
+    "decoding_compile_config",
 ]
