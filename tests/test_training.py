@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from scratchformer.training import checkpoints, cli, trainer
+from scratchformer.training import building, checkpoints, cli, trainer
 from scratchformer.training.args import TrainArguments, check_args, config_defaults, from_flat
 from scratchformer.training.checkpoints import latest_checkpoint
 from scratchformer.training.export import CardInfo
@@ -383,6 +383,7 @@ def test_latest_checkpoint_ignores_an_unfinished_write(tmp_path, files):
             "max_source_length=600 exceeds the model's max_position_embeddings=512",
         ),
         (dict(task="g2p", position_encoding="alibi"), "position_encoding='alibi' is invalid; allowed: 'sinusoidal'"),
+        (dict(task="g2p", lm_loss="chunked"), "lm_loss='chunked'; allowed: auto, logits, fused"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, files, kwargs, message):
@@ -494,6 +495,17 @@ def test_the_average_of_the_last_checkpoints_competes_for_best(tmp_path, files):
         run(tmp_path / "bad", task="g2p", train_file=files["g2p_train"], average_checkpoints=5)
 
 
+@pytest.mark.parametrize("fused_from, expected", [(4096, "logits"), (8, "fused")])
+def test_lm_loss_auto_takes_the_fused_loss_from_a_large_vocabulary(tmp_path, files, monkeypatch, fused_from, expected):
+    """--lm_loss auto (the default): the fused loss from FUSED_LOSS_FROM_VOCAB tokens on, the loss on stored logits
+    below (G2P's few dozen symbols); the saved model says which one trained it."""
+    monkeypatch.setattr(building, "FUSED_LOSS_FROM_VOCAB", fused_from)
+    run(tmp_path, task="g2p", train_file=files["g2p_train"], max_steps=2)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert 8 <= config["vocab_size"] < 4096
+    assert config["lm_loss"] == expected
+
+
 def test_the_trainer_tells_cpu_users_about_bf16():
     """fp32 with native bf16: a hint; bf16 autocast on a small model: it can be slower than fp32; 16 bits without
     native bf16: emulated; GPUs: nothing."""
@@ -502,7 +514,7 @@ def test_the_trainer_tells_cpu_users_about_bf16():
     level, message = trainer.bf16_advice("no", "cpu", ["amx_bf16"], 512)
     assert level == logging.INFO and "--mixed_precision bf16-weights" in message
     level, message = trainer.bf16_advice("bf16", "cpu", ["amx_bf16"], 128)
-    assert level == logging.WARNING and "0.91x" in message and "bf16-weights" in message
+    assert level == logging.WARNING and "0.92x" in message and "bf16-weights" in message
     level, message = trainer.bf16_advice("bf16-weights", "cpu", [], 256)
     assert level == logging.WARNING and "emulated" in message
     assert trainer.bf16_advice("bf16-weights", "cpu", ["amx_bf16"], 128) is None  # not slower than fp32 there

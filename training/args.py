@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from ..configuration.configuration_scratchformer import LM_LOSSES
+from .building import LM_LOSS_CHOICES
 from .graphs import check_attention_graph
 from .presets import PRESETS
 from .tasks import TASKS, get_task
@@ -51,10 +51,11 @@ class ModelArguments:
     activation_function: str = "relu"
     label_smoothing: float = field(default=0.1, metadata={"help": "label smoothing of the seq2seq loss"})
     lm_loss: str = field(
-        default="fused",
+        default="auto",
         metadata={
             "help": "the seq2seq training loss: fused (the head and the cross-entropy in one pass, no stored logits: "
-            "faster, the same loss) or logits (from stored logits)"
+            "the same loss, faster for large vocabularies), logits (from stored logits), or auto (fused from "
+            "4096 tokens of vocabulary on)"
         },
     )
     max_position_embeddings: int = 512
@@ -286,7 +287,7 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, train_args:
     allowed("mixed_precision", train_args.mixed_precision, MIXED_PRECISION)
     allowed("nonfinite_loss", train_args.nonfinite_loss, NONFINITE_LOSS)
     allowed("attn_implementation", model_args.attn_implementation, ("sdpa", "eager"))
-    allowed("lm_loss", model_args.lm_loss, LM_LOSSES)
+    allowed("lm_loss", model_args.lm_loss, LM_LOSS_CHOICES)
     allowed("tokenizer_type", data_args.tokenizer_type, TOKENIZER_TYPES)
     for name in (
         "max_steps",

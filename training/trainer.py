@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from .args import DataArguments, ModelArguments, TrainArguments, check_args, to_dict
 from .bf16_weights import Bf16Weights
-from .building import build_model, generation_config
+from .building import build_model, generation_config, lm_loss_for
 from .checkpoints import (
     TrainerState,
     average_weights,
@@ -91,12 +91,11 @@ AUTOCAST_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than
 def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_model: int) -> tuple[int, str] | None:
     """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
 
-    With the fused loss (the trainer's --lm_loss fused), on the project's AMD EPYC with AVX512-BF16: bf16 weights
-    with fp32 masters trained the default job (d_model 128) 1.65x faster than fp32 and bench.py's d_model 256
-    model 2.26x; bf16 autocast 1.18x and 2.14x. On an Intel Xeon with AMX, before the fused loss, autocast trained
-    the default job at 0.91x fp32's tokens/s (its per-op casts cost more than the small matmuls gain) and bf16
-    weights at 1.03x. Without native bf16 it is emulated. The trainer says so; it does not switch: the precision
-    changes the numbers a run produces, so it stays the user's choice."""
+    bf16 weights with fp32 masters trained bench.py's d_model 256 model 1.80x faster than fp32 on an Intel Xeon
+    with AMX and 2.26x on an AMD EPYC with AVX512-BF16 (fused loss, both); the default job (d_model 128) 1.02x and
+    1.65x. bf16 autocast trained the default job at 0.92x fp32's tokens/s on the AMX host (its per-op casts cost
+    more than the small matmuls gain) and 1.18x on the AMD one. Without native bf16 it is emulated. The trainer
+    says so; it does not switch: the precision changes the numbers a run produces, so it stays the user's choice."""
     if device_type != "cpu":
         return None
     if mixed_precision != "no" and not flags:
@@ -107,14 +106,14 @@ def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_mode
     if mixed_precision == "bf16" and d_model < AUTOCAST_PAYS_FROM:
         return logging.WARNING, (
             f"--mixed_precision bf16 at d_model={d_model}: autocast's casts cost most in small models; the default "
-            "job (d_model 128) trained at 0.91x fp32's tokens/s that way on an AMX CPU (1.18x on an AVX512-BF16 "
-            "one), and at 1.03x (1.65x) with --mixed_precision bf16-weights"
+            "job (d_model 128) trained at 0.92x fp32's tokens/s that way on an AMX CPU (1.18x on an AVX512-BF16 "
+            "one), and at 1.02x (1.65x) with --mixed_precision bf16-weights"
         )
     if mixed_precision == "no" and flags:
         return logging.INFO, (
             f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16-weights trained "
-            "1.65x faster than fp32 on the default job and 2.26x at d_model 256 (benchmarks/bench.py) on an "
-            "AVX512-BF16 CPU; this run uses fp32"
+            "benchmarks/bench.py's d_model 256 model 1.80x faster than fp32 on an AMX CPU and 2.26x on an "
+            "AVX512-BF16 one, the default job (d_model 128) 1.02x and 1.65x; this run uses fp32"
         )
     return None
 
@@ -212,6 +211,11 @@ class Trainer:
                 {k: len(v) for k, v in self.data.raw.items()},
                 f"{self.model.num_parameters():,}",
             )
+            if self.task.seq2seq:
+                config = self.model.config
+                logger.info(
+                    "lm_loss %s (--lm_loss %s, %d tokens)", config.lm_loss, model_args.lm_loss, config.vocab_size
+                )
 
     # ------------------------------------------------------------------------------ data, tokenizer, model
     def tokenizer_and_model(self):
@@ -249,7 +253,8 @@ class Trainer:
         model_args, data, path = self.model_args, self.data, self.model_args.model_name_or_path
         saved = AutoConfig.from_pretrained(path)
         same_head = (saved.architectures or [None])[0] == self.task.model_class_name
-        overrides = {"lm_loss": model_args.lm_loss}  # how the loss is computed, not the model: this run's choice
+        # how the loss is computed, not the model: this run's choice
+        overrides = {"lm_loss": lm_loss_for(model_args.lm_loss, saved.vocab_size)}
         if not self.task.seq2seq:
             overrides["decoder_layers"] = 0
         elif not saved.decoder_layers:
