@@ -295,8 +295,10 @@ def test_pretraining_runs_on_two_processes_and_evaluates_as_one(tmp_path, data):
 def test_bf16_weights_average_the_fp32_gradients_over_processes(data, initial, tmp_path):
     """--mixed_precision bf16-weights reduces the fp32 master gradients itself (the bf16 copy is not DDP's): 2
     processes x 8 rows end where 1 process x 16 rows does, up to the bf16 rounding of each half's gradients, which
-    AdamW's normalised steps turn into a few weights a learning rate apart. Measured when this was written: mean
-    weight difference 2e-5 (largest 1e-3 to 5e-3); with the reduction left out, mean 3e-3 (largest 2e-2)."""
+    AdamW's normalised steps turn into a few weights a learning rate apart. The mean tells the two apart: measured
+    2e-5 to 3e-5 (with the reduction left out, 3e-3). The largest difference cannot: AdamW moves a weight by about
+    the learning rate a step, so one whose rounded gradient changes sign drifts up to 10 steps x 3e-3 from its
+    twin (measured 1e-3 to 1.1e-2 with the reduction, 2e-2 without); it is bounded by that."""
     runs = {}
     for nproc, rows in ((2, "8"), (1, "16")):
         runs[nproc] = tmp_path / f"{nproc}"
@@ -305,4 +307,4 @@ def test_bf16_weights_average_the_fp32_gradients_over_processes(data, initial, t
     a, b = last_step_weights(runs[2]), last_step_weights(runs[1])
     assert a.keys() == b.keys() and all(a[name].dtype == torch.float32 for name in a)
     difference = torch.cat([(a[name] - b[name]).abs().flatten() for name in a])
-    assert difference.mean() < 3e-4 and difference.max() < 1e-2
+    assert difference.mean() < 3e-4 and difference.max() < 10 * 3e-3
