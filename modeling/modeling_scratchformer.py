@@ -629,10 +629,9 @@ def token_cross_entropy(logits, labels, label_smoothing=0.0, num_items_in_batch=
     tokens, or, given ``num_items_in_batch`` (the labelled tokens of a whole optimiser step, which transformers'
     Trainer passes under gradient accumulation), their sum / num_items_in_batch."""
     flat, labels = logits.float().view(-1, logits.shape[-1]), labels.to(logits.device).view(-1)
-    if num_items_in_batch is None:
-        return F.cross_entropy(flat, labels, ignore_index=-100, label_smoothing=label_smoothing)
-    total = F.cross_entropy(flat, labels, ignore_index=-100, label_smoothing=label_smoothing, reduction="sum")
-    return total / num_items_in_batch
+    reduction = "mean" if num_items_in_batch is None else "sum"
+    loss = F.cross_entropy(flat, labels, ignore_index=-100, label_smoothing=label_smoothing, reduction=reduction)
+    return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
 def decoding_compile_config(device_type: str = "cpu") -> CompileConfig:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from .building import LM_LOSS_CHOICES
+from .building import FUSED_LOSS_FROM_VOCAB, LM_LOSS_CHOICES
 from .graphs import check_attention_graph
 from .presets import PRESETS
 from .tasks import TASKS, get_task
@@ -55,7 +55,7 @@ class ModelArguments:
         metadata={
             "help": "the seq2seq training loss: fused (the head and the cross-entropy in one pass, no stored logits: "
             "the same loss, faster for large vocabularies), logits (from stored logits), or auto (fused from "
-            "4096 tokens of vocabulary on)"
+            f"{FUSED_LOSS_FROM_VOCAB} tokens of vocabulary on)"
         },
     )
     max_position_embeddings: int = 512

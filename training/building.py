@@ -4,9 +4,10 @@ from transformers import GenerationConfig
 
 from scratchformer import ScratchformerConfig
 
+from ..configuration.configuration_scratchformer import LM_LOSSES
 from .tasks import Task
 
-LM_LOSS_CHOICES = ("auto", "logits", "fused")  # --lm_loss; "auto" resolves to one of config.lm_loss's values
+LM_LOSS_CHOICES = ("auto", *LM_LOSSES)  # --lm_loss; "auto" resolves to one of config.lm_loss's values
 FUSED_LOSS_FROM_VOCAB = 4096  # vocabulary size from which --lm_loss auto takes the fused loss
 
 
