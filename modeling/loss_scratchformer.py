@@ -47,33 +47,37 @@ class LinearCrossEntropy(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(h) if hidden.requires_grad else None
             grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if weight.requires_grad else None
-            # one fp32 (rows, V) workspace for every block: a fresh tensor of logits per block costs more in page
-            # faults and temporaries (logsumexp's z - max) than the arithmetic does on a CPU
-            workspace = torch.empty(min(block_rows, h.shape[0]), vocab, dtype=torch.float32, device=h.device)
+            # Workspaces reused by every block, as a fresh (rows, V) tensor per block costs more in page faults than
+            # the arithmetic does on a CPU: the logits z in the compute dtype, which then take the gradient, and in
+            # 16 bits an fp32 one for log p = log_softmax(z), as the unfused loss computes it (in fp32 z's own).
+            n_max = min(block_rows, h.shape[0])
+            logits = torch.empty(n_max, vocab, dtype=dtype, device=h.device)
+            log_p = logits if dtype == torch.float32 else torch.empty(n_max, vocab, device=h.device)
             for start in range(0, h.shape[0], block_rows):
                 rows = slice(start, start + block_rows)
-                z = workspace[: h[rows].shape[0]]  # (n, V): the block's logits, fp32 as the unfused loss keeps them
-                if dtype == torch.float32:
-                    torch.mm(h[rows], w.T, out=z)
-                else:
-                    z.copy_(h[rows] @ w.T)
+                n = h[rows].shape[0]
+                z = torch.mm(h[rows], w.T, out=logits[:n])  # (n, V), compute dtype
+                lp = z if log_p is logits else log_p[:n].copy_(z)  # (n, V), fp32
+                # in place: torch.log_softmax(out=) and its dtype= write a temporary and copy it, two more passes
+                lp = torch._log_softmax(lp, 1, False, out=lp)
                 t, keep = targets[rows].clamp(min=0).unsqueeze(1), kept[rows]  # (n, 1), (n,)
-                scale = keep / count  # (n,): 1 / (number of kept rows) on kept rows, 0 on ignored ones
-                picked, summed = z.gather(1, t).squeeze(1), z.sum(1)  # z_{i,t_i}, sum_j z_ij
-                top = z.amax(1, keepdim=True)
-                p = z.sub_(top).exp_()  # in place: exp(z - max)
-                partition = p.sum(1, keepdim=True)
-                lse = (top + partition.log()).squeeze(1)  # logsumexp(z_i)
-                loss = lse - (1 - eps) * picked - (eps / vocab) * summed
+                # loss_i = -(1 - eps) log p_{i,t_i} - (eps / V) sum_j log p_ij  (= the formula above, log p = z - lse)
+                loss = -(1 - eps) * lp.gather(1, t).squeeze(1)
+                if eps:
+                    loss = loss - (eps / vocab) * lp.sum(1)
                 total += loss.masked_fill(~keep, 0).sum()
-                # dloss/dz, in place over the logits: softmax, minus the smoothed one-hot, times the row's scale
-                grad_z = p.mul_(scale.unsqueeze(1) / partition).sub_((eps / vocab) * scale.unsqueeze(1))
-                grad_z.scatter_add_(1, t, (-(1 - eps) * scale).unsqueeze(1))
-                grad_z = grad_z.to(dtype)  # (n, V)
-                if grad_h is not None:
-                    grad_h[rows] = grad_z @ w
-                if grad_w is not None:
-                    grad_w += (grad_z.T @ h[rows]).float()
+                # dloss/dz before the division by the kept rows: p - (1 - eps) [j = t_i] - eps / V, in the compute dtype
+                p = lp.exp_()
+                p.scatter_add_(1, t, torch.full_like(t, -(1 - eps), dtype=p.dtype))
+                if eps:
+                    p.sub_(eps / vocab)
+                grad_z = p if p.dtype == dtype else z.copy_(p)  # (n, V), compute dtype
+                if grad_h is not None:  # dloss/dh = (dloss/dz) W, rows scaled by 1 / count (0 on ignored rows)
+                    grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
+                if grad_w is not None:  # dloss/dW = (dloss/dz)^T h summed in fp32, ignored rows left out, / count below
+                    grad_w.add_(grad_z.T @ (h[rows] * keep.unsqueeze(1).to(dtype)))
+            if grad_w is not None:
+                grad_w.div_(count)
         ctx.save_for_backward(
             grad_h.view_as(hidden).to(hidden.dtype) if grad_h is not None else None,
             grad_w.to(weight.dtype) if grad_w is not None else None,

@@ -176,23 +176,37 @@ def test_sdpa_kernel_equals_transformers_sdpa(case):
 
 
 @pytest.mark.parametrize("autocast", [False, True])
-def test_16_bit_sdpa_on_a_cpu_runs_in_fp32(autocast):
-    """bf16 inputs on a CPU: the fused kernel runs on their fp32 values (its CPU bf16 kernel is ~2x slower) and the
-    output is the fp32 result rounded to bf16, under autocast too (which would cast the inputs back down)."""
-    from scratchformer.modeling.attention_scratchformer import sdpa_attention
+@pytest.mark.parametrize("keys", ["short", "long"])
+def test_16_bit_sdpa_on_a_cpu(keys, autocast):
+    """bf16 inputs on a CPU, under autocast too (which would cast the inputs back down). Over more than
+    SHORT_16_BIT_KEYS keys the fused kernel runs on their fp32 values (its CPU bf16 kernel is ~2x slower): the
+    output is the fp32 result rounded to bf16, exactly. Over fewer, the explicit form in bf16 matmuls with an fp32
+    softmax: the eager kernel's output exactly (that kernel is checked against loops above), within bf16 rounding
+    of the fp32 result, and the gradients too."""
+    from scratchformer.modeling.attention_scratchformer import SHORT_16_BIT_KEYS, eager_attention, sdpa_attention
 
+    n = 6 if keys == "short" else SHORT_16_BIT_KEYS + 1
     module = tester.build_attention(causal=True)
-    query, key, value = (torch.randn(2, H, 6, D // H).bfloat16().requires_grad_() for _ in range(3))
+    query, key, value = (torch.randn(2, H, n, D // H).bfloat16().requires_grad_() for _ in range(3))
     context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with context:
         got, _ = sdpa_attention(module, query, key, value, None, scaling=module.scaling)
-    expected = F.scaled_dot_product_attention(
-        query.float(), key.float(), value.float(), is_causal=True, scale=module.scaling
-    ).transpose(1, 2)
+    fp32 = [x.detach().float().requires_grad_() for x in (query, key, value)]
+    expected = F.scaled_dot_product_attention(*fp32, is_causal=True, scale=module.scaling).transpose(1, 2)
     assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got, expected.bfloat16(), atol=0, rtol=0)
-    got.sum().backward()
-    assert query.grad.dtype == torch.bfloat16 and query.grad.abs().sum() > 0
+    if keys == "long":
+        torch.testing.assert_close(got, expected.bfloat16(), atol=0, rtol=0)
+    else:
+        with context:
+            explicit, _ = eager_attention(module, query, key, value, None)
+        torch.testing.assert_close(got, explicit, atol=0, rtol=0)
+        torch.testing.assert_close(got.float(), expected, atol=3e-2, rtol=3e-2)
+    upstream = torch.randn_like(expected)
+    got.backward(upstream.bfloat16())
+    expected.backward(upstream)
+    for low, high in zip((query, key, value), fp32):
+        assert low.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(low.grad.float(), high.grad, atol=6e-2, rtol=6e-2)
 
 
 def test_a_kernel_registered_with_transformers_is_used():
