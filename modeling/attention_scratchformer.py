@@ -86,11 +86,13 @@ class AdditiveScore(nn.Module):
 
 @register(NORMALIZERS, "softmax")
 def softmax_over_keys(scores, keep):
-    """A' = softmax(A) per query; keep is bool, True = may attend; a query with no key gets 0."""
+    """A' = softmax(A) per query; keep is bool, True = may attend; a query with no key gets 0.
+
+    16-bit scores go to the kernel as they are: it sums in fp32 and rounds once, the same weights as
+    ``softmax(dtype=torch.float32).to(dtype)`` (bit for bit on the CPU) without the two casts and their backward."""
     if keep is None:
-        return scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
-    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-    weights = scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
+        return scores.softmax(-1)
+    weights = scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(-1)
     return weights * keep.any(-1, keepdim=True)
 
 

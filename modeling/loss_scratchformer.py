@@ -53,6 +53,8 @@ class LinearCrossEntropy(torch.autograd.Function):
             n_max = min(block_rows, h.shape[0])
             logits = torch.empty(n_max, vocab, dtype=dtype, device=h.device)
             log_p = logits if dtype == torch.float32 else torch.empty(n_max, vocab, device=h.device)
+            if grad_w is not None and dtype != torch.float32:  # a block's dloss/dW, and its fp32 copy
+                grad_w_block16, grad_w_block = torch.empty_like(w), torch.empty_like(grad_w)
             for start in range(0, h.shape[0], block_rows):
                 rows = slice(start, start + block_rows)
                 n = h[rows].shape[0]
@@ -75,7 +77,11 @@ class LinearCrossEntropy(torch.autograd.Function):
                 if grad_h is not None:  # dloss/dh = (dloss/dz) W, rows scaled by 1 / count (0 on ignored rows)
                     grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
                 if grad_w is not None:  # dloss/dW = (dloss/dz)^T h summed in fp32, ignored rows left out, / count below
-                    grad_w.add_(grad_z.T @ (h[rows] * keep.unsqueeze(1).to(dtype)))
+                    kept_h = h[rows] * keep.unsqueeze(1).to(dtype)
+                    if dtype == torch.float32:
+                        grad_w.addmm_(grad_z.T, kept_h)
+                    else:  # into fp32 through reused buffers: add_ of a 16-bit tensor would cast it into a new one
+                        grad_w.add_(grad_w_block.copy_(torch.mm(grad_z.T, kept_h, out=grad_w_block16)))
             if grad_w is not None:
                 grad_w.div_(count)
         ctx.save_for_backward(

@@ -46,24 +46,44 @@ from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, Sinusoid
 # ---------------------------------------------------------------------------------------------- dropout
 
 
-def dropout(x, p, training=True):
-    """Inverted dropout: every element is zeroed with probability p, the rest scaled by 1 / (1 - p).
+def dropout_mask(x, p):
+    """The inverted-dropout mask m for x on the CPU: m = 0 with probability p, else 1 / (1 - p), in x's dtype.
 
-    On the CPU the keep/drop decisions are 16-bit uniform integers, cut four at a time from 64-bit draws
-    of torch's generator, so p is rounded to a multiple of 2^-16 and the scale uses the rounded value:
-    E[dropout(x)] = x exactly. torch's CPU F.dropout draws one random number per element through
-    bernoulli_, which took 12% of a training step here; a quarter as many draws makes a call about twice
-    as fast (benchmarks/bench.py, "dropout"; tests/test_modeling.py checks the statistics). Other devices
-    use F.dropout, one fused kernel.
+    The keep/drop decisions are 16-bit uniform integers, cut four at a time from 64-bit draws of torch's
+    generator, so p is rounded to a multiple of 2^-16 and the scale uses the rounded value: E[m] = 1 exactly.
+    torch's CPU F.dropout draws one random number per element through bernoulli_, which took 12% of a
+    training step here; a quarter as many draws makes a call about twice as fast (benchmarks/bench.py,
+    "dropout"; tests/test_modeling.py checks the statistics).
     """
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or p == 1.0:
-        return F.dropout(x, p, training=True)
     dropped = round(p * 2**16)  # P(drop) = dropped / 2^16
     words = torch.randint(-(2**63), 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64)  # ceil(numel / 4)
     bits = words.view(torch.int16)[: x.numel()].view(x.shape)  # uniform over [-2^15, 2^15)
-    return torch.where(bits >= dropped - 2**15, x * (2**16 / (2**16 - dropped)), 0.0)
+    keep, drop = (torch.tensor(value, dtype=x.dtype) for value in (2**16 / (2**16 - dropped), 0.0))
+    return torch.where(bits >= dropped - 2**15, keep, drop)
+
+
+def uses_dropout_mask(x, p):
+    return x.device.type == "cpu" and 0.0 < p < 1.0
+
+
+def dropout(x, p, training=True):
+    """Inverted dropout: every element is zeroed with probability p, the rest scaled by 1 / (1 - p).
+
+    On the CPU x * dropout_mask(x, p), whose backward is one product with the saved mask; other devices use
+    F.dropout, one fused kernel.
+    """
+    if not training or p == 0.0:
+        return x
+    if not uses_dropout_mask(x, p):
+        return F.dropout(x, p, training=True)
+    return x * dropout_mask(x, p)
+
+
+def add_dropout(x, y, p, training=True):
+    """x + dropout(y): on the CPU one addcmul, x + y * m, forward and backward a pass fewer than the two ops."""
+    if training and uses_dropout_mask(y, p):
+        return torch.addcmul(x, y, dropout_mask(y, p))
+    return x + dropout(y, p, training)
 
 
 # --------------------------------------------------------------------------------------- residual + norm
@@ -99,9 +119,7 @@ class ResidualNorm(nn.Module):
         return self.layer_norm(x) if self.before else x
 
     def add(self, x, sublayer_output):
-        if self.training and self.dropout:
-            sublayer_output = dropout(sublayer_output, self.dropout)
-        x = x + sublayer_output
+        x = add_dropout(x, sublayer_output, self.dropout, self.training)
         return self.layer_norm(x) if self.after else x
 
 

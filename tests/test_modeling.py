@@ -25,7 +25,7 @@ from scratchformer import (
     ScratchformerForTokenClassification,
     ScratchformerModel,
 )
-from scratchformer.modeling.modeling_scratchformer import ScratchformerEncoderModel, dropout
+from scratchformer.modeling.modeling_scratchformer import ScratchformerEncoderModel, add_dropout, dropout
 
 tester = ModelTester()  # eager kernel: the from-scratch one
 HEADS = [
@@ -513,3 +513,22 @@ def test_dropout_gradient_identity_and_edge_cases():
     torch.testing.assert_close(grad, (out != 0).float() / (1 - 0.3), rtol=1e-4, atol=0)  # d out / dx = mask / (1 - p)
     assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0) is x
     assert not dropout(x, 1.0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_residual_dropout_is_x_plus_dropout(dtype):
+    """add_dropout(x, y, p) = x + dropout(y, p) under the same seed (the residual sublayers' fused form), its
+    gradients 1 for x and the mask / (1 - p) for y; without training, x + y."""
+    x, y = (torch.randn(5, 6, 64, dtype=dtype, requires_grad=True) for _ in range(2))
+    torch.manual_seed(3)
+    fused = add_dropout(x, y, 0.3)
+    torch.manual_seed(3)
+    dropped_y = dropout(y.detach().double(), 0.3)  # the same decisions: they depend on the seed and the size only
+    reference = x.detach().double() + dropped_y
+    tolerance = {"atol": 1e-6, "rtol": 1e-6} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 1e-2}
+    torch.testing.assert_close(fused.double(), reference, **tolerance)
+    assert 0.2 < (dropped_y == 0).double().mean() < 0.4
+    grad_x, grad_y = torch.autograd.grad(fused.sum(), (x, y))
+    assert torch.equal(grad_x, torch.ones_like(x))
+    torch.testing.assert_close(grad_y.double(), (dropped_y != 0).double() / (1 - 0.3), rtol=1e-2, atol=0)
+    assert torch.equal(add_dropout(x, y, 0.3, training=False), x + y)
