@@ -140,7 +140,8 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     return out.transpose(1, 2), weights  # (b, i, h, d)
 
 
-SHORT_16_BIT_KEYS = 128  # sdpa_attention: 16-bit CPU attention over at most this many keys takes the explicit form
+# sdpa_attention: 16-bit CPU attention over this many keys takes the explicit form (bf16 matmuls, fp32 softmax)
+EXPLICIT_16_BIT_KEYS = range(32, 129)
 
 
 def sdpa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -153,11 +154,14 @@ def sdpa_attention(module, query, key, value, attention_mask, scaling=None, drop
     """
     if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
         # torch's CPU flash kernel is about 2x slower in 16 bits than in fp32 (forward + backward of a (32, 4, 64, 64)
-        # attention: 23 ms against 11 ms on the project's 2-core CPU). Over a few keys the explicit form is faster
-        # still: Q K^T and A' V as 16-bit matmuls (AMX), the softmax in fp32, 8 ms, where the (i, j) weights it
-        # keeps are no bigger than Q itself. Over more keys: the flash kernel on the fp32 values, 16 bits returned
-        # (autocast off inside, or it would cast them back down); the two cost the same from about 256 keys on.
-        if key.shape[2] <= SHORT_16_BIT_KEYS and (attention_mask is None or attention_mask.dtype == torch.bool):
+        # attention: 23 ms against 11 ms on the project's 2-core CPU), so it runs on the fp32 values, 16 bits
+        # returned (autocast off inside, or it would cast them back down). Over 32 to 128 keys the explicit form is
+        # faster still: Q K^T and A' V as 16-bit matmuls (AMX), the softmax summed in fp32, 8 ms, and the (i, j)
+        # weights it keeps are about the size of Q. Over fewer keys its tiny matmuls lost to the kernel in the
+        # default job's training steps (G2P, about 10 keys); from about 256 keys on the two cost the same.
+        if key.shape[2] in EXPLICIT_16_BIT_KEYS and (attention_mask is None or attention_mask.dtype == torch.bool):
+            # the heads' views made contiguous once: each matmul would copy them, and copy them again in its backward
+            query, key, value = (x.contiguous() for x in (query, key, value))
             out, _ = eager_attention(module, query, key, value, attention_mask, scaling, dropout)
             return out, None
         if attention_mask is not None and attention_mask.is_floating_point():

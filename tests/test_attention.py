@@ -176,16 +176,20 @@ def test_sdpa_kernel_equals_transformers_sdpa(case):
 
 
 @pytest.mark.parametrize("autocast", [False, True])
-@pytest.mark.parametrize("keys", ["short", "long"])
+@pytest.mark.parametrize("keys", ["few", "explicit", "many"])
 def test_16_bit_sdpa_on_a_cpu(keys, autocast):
     """bf16 inputs on a CPU, under autocast too (which would cast the inputs back down). Over more than
-    SHORT_16_BIT_KEYS keys the fused kernel runs on their fp32 values (its CPU bf16 kernel is ~2x slower): the
-    output is the fp32 result rounded to bf16, exactly. Over fewer, the explicit form in bf16 matmuls with an fp32
-    softmax: the eager kernel's output exactly (that kernel is checked against loops above), within bf16 rounding
+    EXPLICIT_16_BIT_KEYS the fused kernel runs on their fp32 values (its CPU bf16 kernel is ~2x slower): the
+    output is the fp32 result rounded to bf16, exactly. Over a number in it, the explicit form in bf16 matmuls with
+    an fp32 softmax: the eager kernel's output exactly (that kernel is checked against loops above), within bf16 rounding
     of the fp32 result, and the gradients too."""
-    from scratchformer.modeling.attention_scratchformer import SHORT_16_BIT_KEYS, eager_attention, sdpa_attention
+    from scratchformer.modeling.attention_scratchformer import EXPLICIT_16_BIT_KEYS, eager_attention, sdpa_attention
 
-    n = 6 if keys == "short" else SHORT_16_BIT_KEYS + 1
+    n = {
+        "few": EXPLICIT_16_BIT_KEYS.start - 1,
+        "explicit": EXPLICIT_16_BIT_KEYS.start,
+        "many": EXPLICIT_16_BIT_KEYS.stop,
+    }[keys]
     module = tester.build_attention(causal=True)
     query, key, value = (torch.randn(2, H, n, D // H).bfloat16().requires_grad_() for _ in range(3))
     context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
@@ -194,7 +198,7 @@ def test_16_bit_sdpa_on_a_cpu(keys, autocast):
     fp32 = [x.detach().float().requires_grad_() for x in (query, key, value)]
     expected = F.scaled_dot_product_attention(*fp32, is_causal=True, scale=module.scaling).transpose(1, 2)
     assert got.dtype == torch.bfloat16
-    if keys == "long":
+    if keys != "explicit":
         torch.testing.assert_close(got, expected.bfloat16(), atol=0, rtol=0)
     else:
         with context:
