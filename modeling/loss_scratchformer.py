@@ -78,8 +78,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                     grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
                 if grad_w is not None:  # dloss/dW = (dloss/dz)^T h summed in fp32, ignored rows left out, / count below
                     kept_h = h[rows] * keep.unsqueeze(1).to(dtype)
-                    if dtype == torch.float32:
-                        grad_w.addmm_(grad_z.T, kept_h)
+                    if dtype == torch.float32:  # addmm's out= form: FlopCounterMode counts it, not addmm_
+                        torch.addmm(grad_w, grad_z.T, kept_h, out=grad_w)
                     else:  # into fp32 through reused buffers: add_ of a 16-bit tensor would cast it into a new one
                         grad_w.add_(grad_w_block.copy_(torch.mm(grad_z.T, kept_h, out=grad_w_block16)))
             if grad_w is not None:
