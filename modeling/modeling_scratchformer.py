@@ -46,43 +46,64 @@ from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, Sinusoid
 # ---------------------------------------------------------------------------------------------- dropout
 
 
-def dropout_mask(x, p):
-    """The inverted-dropout mask m for x on the CPU: m = 0 with probability p, else 1 / (1 - p), in x's dtype.
+def keep_decisions(x, p):
+    """Inverted dropout's random part on the CPU: a bool keep mask shaped like x, and the scale 1 / (1 - p).
 
     The keep/drop decisions are 16-bit uniform integers, cut four at a time from 64-bit draws of torch's
-    generator, so p is rounded to a multiple of 2^-16 and the scale uses the rounded value: E[m] = 1 exactly.
-    torch's CPU F.dropout draws one random number per element through bernoulli_, which took 12% of a
+    generator, so p is rounded to a multiple of 2^-16 and the scale uses the rounded value: E[keep * scale] = 1
+    exactly. torch's CPU F.dropout draws one random number per element through bernoulli_, which took 12% of a
     training step here; a quarter as many draws makes a call about twice as fast (benchmarks/bench.py,
     "dropout"; tests/test_modeling.py checks the statistics).
     """
     dropped = round(p * 2**16)  # P(drop) = dropped / 2^16
     words = torch.randint(-(2**63), 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64)  # ceil(numel / 4)
     bits = words.view(torch.int16)[: x.numel()].view(x.shape)  # uniform over [-2^15, 2^15)
-    keep, drop = (torch.tensor(value, dtype=x.dtype) for value in (2**16 / (2**16 - dropped), 0.0))
-    return torch.where(bits >= dropped - 2**15, keep, drop)
+    return bits >= dropped - 2**15, 2**16 / (2**16 - dropped)
 
 
-def uses_dropout_mask(x, p):
+def uses_keep_decisions(x, p):
     return x.device.type == "cpu" and 0.0 < p < 1.0
 
 
 def dropout(x, p, training=True):
     """Inverted dropout: every element is zeroed with probability p, the rest scaled by 1 / (1 - p).
 
-    On the CPU x * dropout_mask(x, p), whose backward is one product with the saved mask; other devices use
-    F.dropout, one fused kernel.
+    On the CPU through keep_decisions; other devices use F.dropout, one fused kernel.
     """
     if not training or p == 0.0:
         return x
-    if not uses_dropout_mask(x, p):
+    if not uses_keep_decisions(x, p):
         return F.dropout(x, p, training=True)
-    return x * dropout_mask(x, p)
+    keep, scale = keep_decisions(x, p)
+    return torch.where(keep, x * scale, 0.0)
+
+
+class AddDropout(torch.autograd.Function):
+    """x + y * m * s, m the keep mask (0 or 1, in y's dtype), s = 1 / (1 - p): one addcmul forward and one backward.
+
+    The scale is addcmul's scalar, applied in fp32 inside the kernel, so a 16-bit result is rounded once and the
+    scale itself never is (in bf16 1 / 0.9 would round to 1.109: a 0.2% bias). Autograd's own addcmul backward
+    multiplies m by s in y's dtype first, which is why the backward is written here.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, keep, scale):
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return torch.addcmul(x, y, keep, value=scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad, torch.addcmul(grad.new_zeros(()), grad, keep, value=ctx.scale), None, None
 
 
 def add_dropout(x, y, p, training=True):
-    """x + dropout(y): on the CPU one addcmul, x + y * m, forward and backward a pass fewer than the two ops."""
-    if training and uses_dropout_mask(y, p):
-        return torch.addcmul(x, y, dropout_mask(y, p))
+    """x + dropout(y), as a residual connection adds a sublayer's output: on the CPU one AddDropout, a pass fewer
+    than the two ops forward and backward."""
+    if training and uses_keep_decisions(y, p):
+        keep, scale = keep_decisions(y, p)
+        return AddDropout.apply(x, y, keep.to(y.dtype), scale)
     return x + dropout(y, p, training)
 
 
