@@ -50,16 +50,18 @@ class LinearCrossEntropy(torch.autograd.Function):
             # Workspaces reused by every block, as a fresh (rows, V) tensor per block costs more in page faults than
             # the arithmetic does on a CPU: the logits z in the compute dtype, which then take the gradient, and in
             # 16 bits an fp32 one for log p = log_softmax(z), as the unfused loss computes it (in fp32 z's own).
+            in_fp32 = dtype == torch.float32
             n_max = min(block_rows, h.shape[0])
             logits = torch.empty(n_max, vocab, dtype=dtype, device=h.device)
-            log_p = logits if dtype == torch.float32 else torch.empty(n_max, vocab, device=h.device)
-            if grad_w is not None and dtype != torch.float32:  # a block's dloss/dW, and its fp32 copy
+            log_p = logits if in_fp32 else torch.empty(n_max, vocab, device=h.device)
+            if grad_w is not None and not in_fp32:  # a block's dloss/dW, and its fp32 copy
                 grad_w_block16, grad_w_block = torch.empty_like(w), torch.empty_like(grad_w)
             for start in range(0, h.shape[0], block_rows):
                 rows = slice(start, start + block_rows)
-                n = h[rows].shape[0]
-                z = torch.mm(h[rows], w.T, out=logits[:n])  # (n, V), compute dtype
-                lp = z if log_p is logits else log_p[:n].copy_(z)  # (n, V), fp32
+                h_rows = h[rows]  # (n, d)
+                n = h_rows.shape[0]
+                z = torch.mm(h_rows, w.T, out=logits[:n])  # (n, V), compute dtype
+                lp = z if in_fp32 else log_p[:n].copy_(z)  # (n, V), fp32
                 # in place: torch.log_softmax(out=) and its dtype= write a temporary and copy it, two more passes
                 lp = torch._log_softmax(lp, 1, False, out=lp)
                 t, keep = targets[rows].clamp(min=0).unsqueeze(1), kept[rows]  # (n, 1), (n,)
@@ -73,12 +75,12 @@ class LinearCrossEntropy(torch.autograd.Function):
                 p.scatter_add_(1, t, torch.full_like(t, -(1 - eps), dtype=p.dtype))
                 if eps:
                     p.sub_(eps / vocab)
-                grad_z = p if p.dtype == dtype else z.copy_(p)  # (n, V), compute dtype
+                grad_z = p if in_fp32 else z.copy_(p)  # (n, V), compute dtype
                 if grad_h is not None:  # dloss/dh = (dloss/dz) W, rows scaled by 1 / count (0 on ignored rows)
                     grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
                 if grad_w is not None:  # dloss/dW = (dloss/dz)^T h summed in fp32, ignored rows left out, / count below
-                    kept_h = h[rows] * keep.unsqueeze(1).to(dtype)
-                    if dtype == torch.float32:  # addmm's out= form: FlopCounterMode counts it, not addmm_
+                    kept_h = h_rows * keep.unsqueeze(1).to(dtype)
+                    if in_fp32:  # addmm's out= form: FlopCounterMode counts it, not addmm_
                         torch.addmm(grad_w, grad_z.T, kept_h, out=grad_w)
                     else:  # into fp32 through reused buffers: add_ of a 16-bit tensor would cast it into a new one
                         grad_w.add_(grad_w_block.copy_(torch.mm(grad_z.T, kept_h, out=grad_w_block16)))

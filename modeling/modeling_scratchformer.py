@@ -62,6 +62,7 @@ def keep_decisions(x, p):
 
 
 def uses_keep_decisions(x, p):
+    """Whether dropout of x goes through keep_decisions (CPU, 0 < p < 1) rather than F.dropout."""
     return x.device.type == "cpu" and 0.0 < p < 1.0
 
 
