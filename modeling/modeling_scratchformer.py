@@ -676,16 +676,24 @@ def token_cross_entropy(logits, labels, label_smoothing=0.0, num_items_in_batch=
 
 def decoding_compile_config(device_type: str = "cpu") -> CompileConfig:
     """The ``compile_config`` of the fastest documented ``generate()``, used with ``cache_implementation="static"``:
-    the decoding forward compiled as one graph (fullgraph) for the static cache's fixed shapes. On a CPU two
-    more settings: transformers compiles off accelerators only when told (``_compile_all_devices``), and inductor
+    the decoding forward compiled as one graph (fullgraph) for the static cache's fixed shapes. On a CPU three
+    more settings: transformers compiles off accelerators only when told (``_compile_all_devices``); inductor
     calls the graph's kernels from a C++ wrapper instead of Python (``cpp_wrapper``), which a decoding step at
-    batch 1, a few hundred small kernels, feels (README, Performance). Elsewhere transformers' defaults (CUDA
-    graphs through mode="reduce-overhead")."""
+    batch 1, a few hundred small kernels, feels; and a fused kernel is split over threads only when each thread
+    gets at least ``DECODING_MIN_CHUNK`` elements (inductor's ``cpp.min_chunk_size``, 512 by default). A thread
+    woken from sleep costs ~70 us under ``OMP_WAIT_POLICY=PASSIVE``, more than a decoding step's small fused
+    kernels take on one thread; spinning threads wake in ~1 us, and there the setting changed nothing measurable
+    (README, Performance). The matmuls still use every thread. Elsewhere transformers' defaults (CUDA graphs
+    through mode="reduce-overhead")."""
     if device_type != "cpu":
         return CompileConfig(fullgraph=True, dynamic=False)
-    config = CompileConfig(fullgraph=True, dynamic=False, mode=None, options={"cpp_wrapper": True})
+    options = {"cpp_wrapper": True, "cpp.min_chunk_size": DECODING_MIN_CHUNK}
+    config = CompileConfig(fullgraph=True, dynamic=False, mode=None, options=options)
     config._compile_all_devices = True
     return config
+
+
+DECODING_MIN_CHUNK = 2**17  # elements per thread below which a compiled decoding kernel runs on one thread
 
 
 class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, GenerationMixin):
