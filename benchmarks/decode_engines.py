@@ -2,14 +2,20 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/decode_engines.py --out benchmarks/decode_engines.json
 
-bench.py's dimensions and inputs (its flags apply), batch 1 and batch --batch, --new-tokens tokens each
-(min = max: every engine produces exactly as many). Engines, each interleaved round by round with the others:
+bench.py's dimensions and inputs (its flags apply), batch 1 and batch --batch, --new-tokens tokens each.
+Every engine decodes as users call it: greedy, until </s> or --new-tokens tokens. The benchmark's model never
+predicts </s> that early on its inputs, so each sequence gets exactly --new-tokens tokens; the script checks it
+and stops, naming the engine, if one did not. --forced-length forces it instead (generate()'s min_new_tokens,
+CTranslate2's min_decoding_length), which costs generate() two logits processors a step (a copy and a
+torch.where over the (batch, vocab) scores each). Engines, each interleaved round by round with the others:
 
     bart-sdpa                       transformers' BartForConditionalGeneration.generate()
     scratchformer-sdpa              generate() with the default (dynamic) cache
     scratchformer-sdpa compiled     generate(cache_implementation="static", compile_config=
                                     decoding_compile_config("cpu")), the README's documented setting
                                     (compiled once, before the timed rounds)
+    scratchformer-sdpa compiled,    the same on a copy of the model, with inductor's default cpp.min_chunk_size
+      inductor's default chunk      (512) instead of decoding_compile_config's: what that one setting does
     ctranslate2 fp32 / int8         the same scratchformer weights exported by training/ctranslate2_export.py,
                                     run by ctranslate2.Translator with as many threads as torch uses
 
@@ -18,6 +24,7 @@ The JSON also records, per engine, the share of sequences whose tokens equal scr
 """
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -42,17 +49,25 @@ def vocabulary_tokenizer(size: int):
     return wrap(Tokenizer(models.WordLevel(vocab, unk_token="<unk>")))
 
 
-def engines(args, model, bart, tokenizer, ct2_folders, threads):
+def engines(args, model, bart, tokenizer, ct2_folders, threads, forced_length):
     """name -> fn(input_ids) returning the generated ids (batch, new_tokens), without the start token."""
     ctranslate2 = import_ctranslate2()
     n = args.new_tokens
-    fixed = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, use_cache=True)
+    fixed = dict(max_new_tokens=n, do_sample=False, num_beams=1, use_cache=True)
+    if forced_length:
+        fixed["min_new_tokens"] = n
     compile_config = decoding_compile_config("cpu")  # the README's documented setting
+    default_chunk = copy.deepcopy(compile_config)
+    default_chunk.options = {k: v for k, v in compile_config.options.items() if k != "cpp.min_chunk_size"}
+    ablation = copy.deepcopy(model)  # generate() recompiles a model whose compile_config changed: one per config
     fns = {
         "bart-sdpa": lambda x: bart.generate(input_ids=x, **fixed)[:, 1:],
         "scratchformer-sdpa": lambda x: model.generate(input_ids=x, **fixed)[:, 1:],
         "scratchformer-sdpa compiled": lambda x: model.generate(
             input_ids=x, cache_implementation="static", compile_config=compile_config, **fixed
+        )[:, 1:],
+        "scratchformer-sdpa compiled, inductor's default chunk": lambda x: ablation.generate(
+            input_ids=x, cache_implementation="static", compile_config=default_chunk, **fixed
         )[:, 1:],
     }
     for name, folder in ct2_folders.items():
@@ -60,16 +75,30 @@ def engines(args, model, bart, tokenizer, ct2_folders, threads):
 
         def run(x, translator=translator):  # ids -> the tokenizer's tokens -> CTranslate2 -> tokens -> ids
             sources = [tokenizer.convert_ids_to_tokens(row) for row in x.tolist()]
-            results = translator.translate_batch(sources, beam_size=1, max_decoding_length=n, min_decoding_length=n)
-            return torch.tensor([tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results])
+            results = translator.translate_batch(
+                sources, beam_size=1, max_decoding_length=n, min_decoding_length=n if forced_length else 0
+            )
+            ids = [tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results]  # without </s>
+            return torch.tensor([row + [tokenizer.eos_token_id] * (n - len(row)) for row in ids])  # ended: </s>
 
         fns[name] = run
     return fns
 
 
+def check_full_length(outputs, n, eos_token_id):
+    """Equal lengths or no comparison: every engine's every sequence has n tokens, none of them </s>."""
+    for name, ids in outputs.items():
+        if ids.shape[1] != n or (ids == eos_token_id).any():
+            raise RuntimeError(
+                f"{name} ended a sequence before {n} tokens, so the engines' lengths differ; "
+                "rerun with --forced-length (or another --seed of the model's inputs)"
+            )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--forced-length", action="store_true", help="min = max new tokens in every engine")
     known, rest = parser.parse_known_args(argv)
     args = bench.parse_args(rest)
     torch.manual_seed(0)
@@ -82,18 +111,20 @@ def main(argv=None):
             f"ctranslate2 {q or 'fp32'}": export_ctranslate2(model, tokenizer, Path(root) / (q or "fp32"), q)
             for q in (None, "int8")
         }
-        fns = engines(args, model, bart, tokenizer, folders, threads)
+        fns = engines(args, model, bart, tokenizer, folders, threads, known.forced_length)
         results = {
             "machine": bench.machine(),
             "new_tokens": args.new_tokens,
             "src_len": args.src_len,
             "ctranslate2_threads": threads,
+            "forced_length": known.forced_length,
             "batches": {},
         }
         for batch in (1, args.batch):
             x, _, _ = bench.inputs(args, batch, args.src_len, 1, seed=1)
             with torch.no_grad():
                 outputs = {name: fn(x) for name, fn in fns.items()}  # also compiles, before any timing
+                check_full_length(outputs, args.new_tokens, model.generation_config.eos_token_id)
                 median, _ = bench.interleaved(
                     {name: (lambda fn=fn, x=x: fn(x)) for name, fn in fns.items()}, args.rounds, args.warmup
                 )
@@ -111,13 +142,14 @@ def main(argv=None):
             }
     print(
         f"greedy decoding, {args.new_tokens} new tokens, source {args.src_len}, d_model {args.d_model}, "
-        f"{args.layers}+{args.layers} layers, {threads} threads"
+        f"{args.layers}+{args.layers} layers, {threads} threads, "
+        + ("forced length" if known.forced_length else "until </s> (none came)")
     )
     for batch, rows in results["batches"].items():
         print(f"  {batch}")
         for name, row in rows.items():
             print(
-                f"    {name:<30} {row['tokens_per_s']:9.0f} tok/s   {row['vs_bart_sdpa']:5.2f}x BART   "
+                f"    {name:<54} {row['tokens_per_s']:9.0f} tok/s   {row['vs_bart_sdpa']:5.2f}x BART   "
                 f"{row['vs_ctranslate2_fp32']:5.2f}x CTranslate2 fp32   same tokens {row['same_tokens_as_scratchformer']:.2f}"
             )
     if known.out:
