@@ -90,8 +90,7 @@ def check_full_length(outputs, n, eos_token_id):
     for name, ids in outputs.items():
         if ids.shape[1] != n or (ids == eos_token_id).any():
             raise RuntimeError(
-                f"{name} ended a sequence before {n} tokens, so the engines' lengths differ; "
-                "rerun with --forced-length (or another --seed of the model's inputs)"
+                f"{name} ended a sequence before {n} tokens, so the engines' lengths differ; rerun with --forced-length"
             )
 
 

@@ -674,6 +674,9 @@ def token_cross_entropy(logits, labels, label_smoothing=0.0, num_items_in_batch=
     return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
+DECODING_MIN_CHUNK = 2**17  # elements per thread below which a compiled decoding kernel runs on one thread
+
+
 def decoding_compile_config(device_type: str = "cpu") -> CompileConfig:
     """The ``compile_config`` of the fastest documented ``generate()``, used with ``cache_implementation="static"``:
     the decoding forward compiled as one graph (fullgraph) for the static cache's fixed shapes. On a CPU three
@@ -691,9 +694,6 @@ def decoding_compile_config(device_type: str = "cpu") -> CompileConfig:
     config = CompileConfig(fullgraph=True, dynamic=False, mode=None, options=options)
     config._compile_all_devices = True
     return config
-
-
-DECODING_MIN_CHUNK = 2**17  # elements per thread below which a compiled decoding kernel runs on one thread
 
 
 class ScratchformerForConditionalGeneration(ScratchformerPreTrainedModel, GenerationMixin):
