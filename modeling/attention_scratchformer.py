@@ -140,6 +140,23 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     return out.transpose(1, 2), weights  # (b, i, h, d)
 
 
+def single_query_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """softmax(q K^T * scaling + mask) V for one query per head (a cached decoding step), as weighted sums:
+    a_j = q . k_j * scaling, A' = softmax over the keys, o = sum_j A'_j v_j, no matmul and no weights kept.
+
+    Why: compiled on a CPU, inductor fuses each sum into a loop of its own that runs on one thread while it is
+    small (``decoding_compile_config``'s chunk), where torch's flash kernel is a call out of the graph that wakes
+    every thread, ~70 us a time under ``OMP_WAIT_POLICY=PASSIVE`` (6 per token here: README, Performance).
+    query (b, h, 1, d), key and value (b, h, j, d), bool keep mask (b or 1, 1, 1, j) or None; returns out
+    (b, 1, h, d), None.
+    """
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = (query * key).sum(-1).unsqueeze(-2) * scaling  # (b, h, 1, j)
+    weights = softmax_over_keys(scores, attention_mask)  # a query that may see no key gets 0
+    out = (weights.transpose(-1, -2) * value).sum(-2, keepdim=True)  # (b, h, 1, d)
+    return out.transpose(1, 2), None
+
+
 # sdpa_attention: 16-bit CPU attention over this many keys takes the explicit form (bf16 matmuls, fp32 softmax)
 EXPLICIT_16_BIT_KEYS = range(32, 129)
 
@@ -152,6 +169,9 @@ def sdpa_attention(module, query, key, value, attention_mask, scaling=None, drop
     has (grouped KV heads, paged caches, tracing): a cached decoding step calls it 6 times per token.
     Returns out (b, i, h, d), None.
     """
+    if query.device.type == "cpu" and query.shape[2] == 1 and torch.compiler.is_compiling():
+        if dropout == 0.0 and (attention_mask is None or attention_mask.dtype == torch.bool):
+            return single_query_attention(module, query, key, value, attention_mask, scaling)
     if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
         # torch's CPU flash kernel is about 2x slower in 16 bits than in fp32 (forward + backward of a (32, 4, 64, 64)
         # attention: 23 ms against 11 ms on the project's 2-core CPU), so it runs on the fp32 values, 16 bits

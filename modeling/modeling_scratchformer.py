@@ -11,6 +11,7 @@ and an output whose length the model decides (ScratchformerForConditionalGenerat
 """
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -674,23 +675,34 @@ def token_cross_entropy(logits, labels, label_smoothing=0.0, num_items_in_batch=
     return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
-DECODING_MIN_CHUNK = 2**17  # elements per thread below which a compiled decoding kernel runs on one thread
+# Elements per thread below which a compiled decoding kernel runs on one thread (inductor's cpp.min_chunk_size, 512 by
+# default), by how OpenMP's idle threads wait. Under OMP_WAIT_POLICY=PASSIVE they sleep and waking one costs ~70 us,
+# about what one thread takes to stream 2^19 fp32 elements; otherwise they spin and wake in ~1 us.
+DECODING_MIN_CHUNK = {"PASSIVE": 2**19, "otherwise": 2**17}
 
 
 def decoding_compile_config(device_type: str = "cpu") -> CompileConfig:
     """The ``compile_config`` of the fastest documented ``generate()``, used with ``cache_implementation="static"``:
-    the decoding forward compiled as one graph (fullgraph) for the static cache's fixed shapes. On a CPU three
-    more settings: transformers compiles off accelerators only when told (``_compile_all_devices``); inductor
-    calls the graph's kernels from a C++ wrapper instead of Python (``cpp_wrapper``), which a decoding step at
-    batch 1, a few hundred small kernels, feels; and a fused kernel is split over threads only when each thread
-    gets at least ``DECODING_MIN_CHUNK`` elements (inductor's ``cpp.min_chunk_size``, 512 by default). A thread
-    woken from sleep costs ~70 us under ``OMP_WAIT_POLICY=PASSIVE``, more than a decoding step's small fused
-    kernels take on one thread; spinning threads wake in ~1 us, and there the setting changed nothing measurable
-    (README, Performance). The matmuls still use every thread. Elsewhere transformers' defaults (CUDA graphs
-    through mode="reduce-overhead")."""
+    the decoding forward compiled as one graph (fullgraph) for the static cache's fixed shapes. On a CPU four more
+    settings, all about a decoding step's few hundred small kernels:
+
+    - transformers compiles off accelerators only when told (``_compile_all_devices``);
+    - inductor calls the graph's kernels from a C++ wrapper instead of Python (``cpp_wrapper``);
+    - a matmul of one row (batch 1) becomes a fused loop of inductor's own (its ``decompose_mm_pass``), not a BLAS
+      call, and so does attention for one query (``sdpa_attention`` takes ``single_query_attention`` when compiling);
+    - a fused loop is split over threads only when each thread gets at least ``DECODING_MIN_CHUNK`` elements.
+
+    Together: at batch 1 the step's kernels run on one thread where a second one costs more to wake than it saves;
+    the vocabulary projection and every matmul of a larger batch still use every thread (README, Performance).
+    Elsewhere transformers' defaults (CUDA graphs through mode="reduce-overhead")."""
     if device_type != "cpu":
         return CompileConfig(fullgraph=True, dynamic=False)
-    options = {"cpp_wrapper": True, "cpp.min_chunk_size": DECODING_MIN_CHUNK}
+    wait = "PASSIVE" if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else "otherwise"
+    options = {
+        "cpp_wrapper": True,
+        "post_grad_fusion_options": {"decompose_mm_pass": {}},
+        "cpp.min_chunk_size": DECODING_MIN_CHUNK[wait],
+    }
     config = CompileConfig(fullgraph=True, dynamic=False, mode=None, options=options)
     config._compile_all_devices = True
     return config

@@ -175,6 +175,57 @@ def test_sdpa_kernel_equals_transformers_sdpa(case):
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["no mask", "padding", "a query that may see no key"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_single_query_attention_equals_transformers_sdpa(case, dtype):
+    """A decoding step's attention as weighted sums (what a compiled CPU step runs) == transformers' "sdpa" kernel;
+    a query whose keys are all masked gets 0, as from the model's softmax normaliser."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from scratchformer.modeling.attention_scratchformer import single_query_attention
+
+    module = tester.build_attention(causal=True)
+    query = torch.randn(2, H, 1, D // H, dtype=dtype)
+    key, value = torch.randn(2, H, 7, D // H, dtype=dtype), torch.randn(2, H, 7, D // H, dtype=dtype)
+    mask = {
+        "no mask": None,
+        "padding": torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 1, 0, 0]]),
+        "a query that may see no key": torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0]]),
+    }[case]
+    mask = None if mask is None else mask.bool()[:, None, None, :]
+    got, weights = single_query_attention(module, query, key, value, mask, scaling=module.scaling)
+    fp32 = [x.float() for x in (query, key, value)]
+    expected, _ = ALL_ATTENTION_FUNCTIONS["sdpa"](module, *fp32, mask, scaling=module.scaling)
+    if case == "a query that may see no key":
+        assert torch.equal(got[1], torch.zeros_like(got[1]))
+        got, expected = got[:1], expected[:1]
+    assert weights is None and got.dtype == dtype
+    tolerance = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(got.float(), expected, **tolerance)
+
+
+def test_compiled_cpu_decoding_step_takes_single_query_attention(monkeypatch):
+    """Compiled on a CPU, sdpa_attention's one-query steps run single_query_attention (inductor fuses its sums);
+    eager ones and steps of several queries keep torch's fused kernel. The compiled output equals the eager one."""
+    import scratchformer.modeling.attention_scratchformer as attention
+
+    calls = []
+    original = attention.single_query_attention
+    monkeypatch.setattr(attention, "single_query_attention", lambda *a, **k: calls.append(1) or original(*a, **k))
+    module = tester.build_attention(causal=True)
+    query, key, value = torch.randn(2, H, 1, D // H), torch.randn(2, H, 5, D // H), torch.randn(2, H, 5, D // H)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    eager, _ = attention.sdpa_attention(module, query, key, value, mask, scaling=module.scaling)
+    assert calls == []
+    torch.compiler.reset()
+    step = torch.compile(attention.sdpa_attention, fullgraph=True, backend="eager")
+    compiled, _ = step(module, query, key, value, mask, scaling=module.scaling)
+    assert calls == [1]  # traced once, through single_query_attention
+    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-5)
+    step(module, torch.randn(2, H, 5, D // H), key, value, None, scaling=module.scaling)
+    assert calls == [1]  # five queries: the fused kernel
+
+
 @pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("keys", ["few", "explicit", "many"])
 def test_16_bit_sdpa_on_a_cpu(keys, autocast):

@@ -51,13 +51,17 @@ def test_static_cache_equals_the_dynamic_cache(variant, search):
         assert all(layer.keys.shape[-2] == layer.max_cache_len >= NEW_TOKENS for layer in layers)
 
 
+@pytest.mark.parametrize("batch", ["padded batch", "one sequence"])
 @pytest.mark.parametrize("pattern", ["full", "window", "linear"])
-def test_compiled_static_decoding_equals_decoding_without_cache(pattern):
+def test_compiled_static_decoding_equals_decoding_without_cache(pattern, batch):
     """generate() with a static cache compiles the decoding forward with fullgraph=True (any graph break
-    is an error); its tokens equal those of decoding without any cache."""
+    is an error); its tokens equal those of decoding without any cache. One sequence: the step's one-row
+    matmuls become inductor loops (decoding_compile_config's decompose_mm_pass)."""
     overrides = {"attention_pattern": pattern} | ({"attention_window": 2} if pattern == "window" else {})
     model = tester.build(ScratchformerForConditionalGeneration, **overrides)
     inputs = padded_inputs(model.config)
+    if batch == "one sequence":
+        inputs = {name: x[-1:] for name, x in inputs.items()}  # the padded one
     torch.compiler.reset()
     compiled, _, _ = generate(
         model, inputs, cache_implementation="static", compile_config=decoding_compile_config("cpu")
@@ -65,3 +69,18 @@ def test_compiled_static_decoding_equals_decoding_without_cache(pattern):
     assert hasattr(model, "_compiled_call")  # the compiled forward ran
     uncached, _, _ = generate(model, inputs, use_cache=False)
     assert torch.equal(compiled, uncached)
+
+
+@pytest.mark.parametrize("policy", ["PASSIVE", "ACTIVE", None])
+def test_decoding_compile_config_sizes_its_thread_chunks_by_the_wait_policy(monkeypatch, policy):
+    """Sleeping OpenMP threads (OMP_WAIT_POLICY=PASSIVE) cost more to wake: larger chunks per thread."""
+    from scratchformer.modeling.modeling_scratchformer import DECODING_MIN_CHUNK
+
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy.lower())
+    options = decoding_compile_config("cpu").options
+    assert options["cpp.min_chunk_size"] == DECODING_MIN_CHUNK["PASSIVE" if policy == "PASSIVE" else "otherwise"]
+    assert options["post_grad_fusion_options"] == {"decompose_mm_pass": {}}
+    assert decoding_compile_config("cuda").options is None
