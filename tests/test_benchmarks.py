@@ -440,3 +440,46 @@ def test_decode_engines_compare_the_same_decoding(tmp_path):
 
 def test_committed_decode_engines_results_hold_together():
     check_decode_engines(json.loads((BENCHMARKS / "decode_engines.json").read_text()))
+
+
+def check_bf16_threads(results):
+    assert_matches_schema(results, "bf16_threads.py")
+    policies, wakeups = results["policies"], results["wakeups"]
+    # each child ran under the environment of its name, and torch took the thread count from it
+    assert policies["passive"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert policies["spinning"]["env"]["OMP_WAIT_POLICY"] is None
+    assert all(row["env"]["GOMP_SPINCOUNT"] is None for row in policies.values())
+    for row in policies.values():
+        assert row["torch_threads"] == int(row["env"]["OMP_NUM_THREADS"])
+    assert [row["torch_threads"] for row in policies.values()] == [2, 2, 1]
+    for name, row in policies.items():
+        assert_ratio(row["bf16_weights_speedup"], row["ms"]["float32"], row["ms"]["bf16-weights"], name)
+    region = policies["passive"]["region_us"] - policies["spinning"]["region_us"]
+    assert math.isclose(wakeups["region_wakeup_us"], region, rel_tol=1e-9)
+    for mode in ("float32", "bf16-weights"):
+        ms = policies["passive"]["ms"][mode] - policies["spinning"]["ms"][mode]
+        assert math.isclose(wakeups[mode]["ms_per_step"], ms, rel_tol=1e-9), mode
+        assert math.isclose(wakeups[mode]["regions_per_step"], 1e3 * ms / region, rel_tol=1e-9), mode
+
+
+def test_bf16_threads_runs_each_policy_in_its_own_process(tmp_path):
+    """bf16_threads.py starts one process per thread setting; the child reports the environment it saw, so a
+    setting that did not reach it (or a thread count torch did not take) fails here."""
+    results = run_quick("bf16_threads.py", tmp_path / "threads.json")
+    check_bf16_threads(results)
+    assert results["settings"]["quick"] is True and results["settings"]["batch"] == 2  # bench.py's --quick dims
+
+
+def test_committed_bf16_threads_results_hold_together():
+    results = json.loads((BENCHMARKS / "bf16_threads.json").read_text())
+    check_bf16_threads(results)
+    assert results["settings"]["quick"] is False
+    for defect in (
+        _set(["policies", "1-thread", "bf16_weights_speedup"], lambda x: x * 1.01),
+        _set(["policies", "spinning", "torch_threads"], 1),
+        _set(["wakeups", "bf16-weights", "regions_per_step"], lambda x: x + 1),
+    ):
+        broken = copy.deepcopy(results)
+        defect(broken)
+        with pytest.raises(AssertionError):
+            check_bf16_threads(broken)
