@@ -1,6 +1,6 @@
 """bf16-weights against fp32 training under three OpenMP thread settings: where bf16's speed-up goes on 2 cores.
 
-    python benchmarks/bf16_threads.py --out benchmarks/bf16_threads.json   # ~2 min on 2 cores; sets each policy itself
+    python benchmarks/bf16_threads.py --out benchmarks/bf16_threads.json   # ~1 min on 2 cores; sets each policy itself
 
 One fresh process per setting (libgomp reads its wait policy once, when torch loads it), each timing, interleaved
 round by round, the training step of scratchformer-sdpa with the fused loss (lm_loss="fused", bench.py's dims)
