@@ -736,19 +736,27 @@ def parse_with_quick(parser, argv, quick):
     return args
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (a dimension, a count of rounds)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def add_common_flags(parser, *, batch, src_len, tgt_len, d_model, heads, ffn, layers, vocab, rounds, warmup):
     """The flags every benchmark script shares (output, --quick, model and batch dimensions), with its defaults."""
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="fast smoke run: tiny dims, few rounds")
-    parser.add_argument("--batch", type=int, default=batch)
-    parser.add_argument("--src-len", type=int, default=src_len)
-    parser.add_argument("--tgt-len", type=int, default=tgt_len)
-    parser.add_argument("--d-model", type=int, default=d_model)
-    parser.add_argument("--heads", type=int, default=heads)
-    parser.add_argument("--ffn", type=int, default=ffn)
-    parser.add_argument("--layers", type=int, default=layers, help="encoder layers = decoder layers")
-    parser.add_argument("--vocab", type=int, default=vocab)
-    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--batch", type=positive_int, default=batch)
+    parser.add_argument("--src-len", type=positive_int, default=src_len)
+    parser.add_argument("--tgt-len", type=positive_int, default=tgt_len)
+    parser.add_argument("--d-model", type=positive_int, default=d_model)
+    parser.add_argument("--heads", type=positive_int, default=heads)
+    parser.add_argument("--ffn", type=positive_int, default=ffn)
+    parser.add_argument("--layers", type=positive_int, default=layers, help="encoder layers = decoder layers")
+    parser.add_argument("--vocab", type=positive_int, default=vocab)
+    parser.add_argument("--rounds", type=positive_int, default=rounds)
     parser.add_argument("--warmup", type=int, default=warmup)
 
 

@@ -88,10 +88,11 @@ def run_policy(name, argv):
     done = subprocess.run(
         [sys.executable, __file__, "--child", *argv],
         env=child_env(changes),
-        check=True,
         capture_output=True,
         text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {name} process failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["env"] != changes:
         raise RuntimeError(f"the {name} process ran under {result['env']}, not {changes}")

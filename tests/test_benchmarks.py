@@ -483,3 +483,12 @@ def test_committed_bf16_threads_results_hold_together():
         defect(broken)
         with pytest.raises(AssertionError):
             check_bf16_threads(broken)
+
+
+@pytest.mark.parametrize("flag", ["--batch", "--d-model", "--rounds"])
+def test_a_dimension_below_one_is_refused_before_anything_runs(flag):
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", flag, "0"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2  # argparse's usage error, before any model is built
+    assert f"argument {flag}: must be an integer >= 1, got 0" in done.stderr
