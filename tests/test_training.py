@@ -508,7 +508,7 @@ def test_lm_loss_auto_takes_the_fused_loss_from_a_large_vocabulary(tmp_path, fil
 
 def test_the_trainer_tells_cpu_users_about_bf16():
     """fp32 with native bf16: a hint; bf16 autocast on a small model: it can be slower than fp32; 16 bits without
-    native bf16: emulated; GPUs: nothing."""
+    native bf16: emulated; bf16 with sleeping threads (PASSIVE): the wake-ups; GPUs: nothing."""
     level, message = trainer.bf16_advice("no", "cpu", ["avx512_bf16"], 256)
     assert level == logging.INFO and "avx512_bf16" in message and "--mixed_precision bf16" in message
     level, message = trainer.bf16_advice("no", "cpu", ["amx_bf16"], 512)
@@ -524,4 +524,12 @@ def test_the_trainer_tells_cpu_users_about_bf16():
     assert level == logging.INFO and "1.65x" in message
     assert trainer.bf16_advice("bf16", "cpu", ["amx_bf16"], 512) is None  # asked for, and it pays
     assert trainer.bf16_advice("no", "cuda", [], 1024) is None
+    # sleeping threads (OMP_WAIT_POLICY=PASSIVE, more than one): said when bf16 is on, not otherwise
+    for mixed_precision in ("bf16", "bf16-weights"):
+        level, message = trainer.bf16_advice(mixed_precision, "cpu", ["amx_bf16"], 512, "passive", 2)
+        assert level == logging.INFO and "OMP_WAIT_POLICY=PASSIVE with 2 threads" in message and "2.10" in message
+    assert trainer.bf16_advice("bf16-weights", "cpu", ["amx_bf16"], 512, "PASSIVE", 1) is None  # nothing to wake
+    assert trainer.bf16_advice("bf16-weights", "cpu", ["amx_bf16"], 512, None, 2) is None  # spinning: torch's default
+    assert trainer.bf16_advice("bf16-weights", "cuda", [], 512, "PASSIVE", 2) is None
+    assert "natively" in trainer.bf16_advice("no", "cpu", ["amx_bf16"], 512, "PASSIVE", 2)[1]  # fp32: the bf16 hint
     assert set(trainer.cpu_bf16_flags()) <= set(trainer.NATIVE_BF16)

@@ -13,6 +13,7 @@ the same weights as an uninterrupted one.
 
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -88,14 +89,18 @@ def cpu_bf16_flags() -> list[str]:
 AUTOCAST_PAYS_FROM = 256  # d_model from which bf16 autocast trained faster than fp32 on every CPU measured
 
 
-def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_model: int) -> tuple[int, str] | None:
+def bf16_advice(
+    mixed_precision: str, device_type: str, flags: list[str], d_model: int, wait_policy: str | None = None, threads=1
+) -> tuple[int, str] | None:
     """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
 
     bf16 weights with fp32 masters trained bench.py's d_model 256 model 1.80x faster than fp32 on an Intel Xeon
     with AMX and 2.26x on an AMD EPYC with AVX512-BF16 (fused loss, both); the default job (d_model 128) 1.02x and
     1.65x. bf16 autocast trained the default job at 0.92x fp32's tokens/s on the AMX host (its per-op casts cost
     more than the small matmuls gain) and 1.18x on the AMD one. Without native bf16 it is emulated. The trainer
-    says so; it does not switch: the precision changes the numbers a run produces, so it stays the user's choice."""
+    says so; it does not switch: the precision changes the numbers a run produces, so it stays the user's choice.
+    ``wait_policy`` (OMP_WAIT_POLICY) and ``threads`` (torch's): under PASSIVE every parallel region wakes sleeping
+    threads, a cost bf16 does not shrink (benchmarks/bf16_threads.py), which the trainer mentions when bf16 is on."""
     if device_type != "cpu":
         return None
     if mixed_precision != "no" and not flags:
@@ -108,6 +113,13 @@ def bf16_advice(mixed_precision: str, device_type: str, flags: list[str], d_mode
             f"--mixed_precision bf16 at d_model={d_model}: autocast's casts cost most in small models; the default "
             "job (d_model 128) trained at 0.92x fp32's tokens/s that way on an AMX CPU (1.18x on an AVX512-BF16 "
             "one), and at 1.02x (1.65x) with --mixed_precision bf16-weights"
+        )
+    if mixed_precision in ("bf16", "bf16-weights") and (wait_policy or "").upper() == "PASSIVE" and threads > 1:
+        return logging.INFO, (
+            f"OMP_WAIT_POLICY=PASSIVE with {threads} threads: every parallel region wakes sleeping threads, a cost "
+            "bf16 does not shrink; bench.py's d_model 256 model trained bf16-weights 1.84-1.90x fp32 that way on a "
+            "2-core AMX CPU and 2.10-2.11x with torch's default spinning threads (benchmarks/bf16_threads.py): "
+            "leave it unset when this run has the CPU to itself"
         )
     if mixed_precision == "no" and flags:
         return logging.INFO, (
@@ -189,7 +201,14 @@ class Trainer:
             )
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("scratchformer").setLevel(logging.INFO if self.main else logging.WARNING)
-        advice = bf16_advice(args.mixed_precision, self.accelerator.device.type, cpu_bf16_flags(), model_args.d_model)
+        advice = bf16_advice(
+            args.mixed_precision,
+            self.accelerator.device.type,
+            cpu_bf16_flags(),
+            model_args.d_model,
+            os.environ.get("OMP_WAIT_POLICY"),
+            torch.get_num_threads(),
+        )
         if advice and self.main:
             logger.log(*advice)
         set_seed(args.seed)
