@@ -46,7 +46,11 @@ class LinearCrossEntropy(torch.autograd.Function):
             eps, vocab = label_smoothing, w.shape[0]
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(h) if hidden.requires_grad else None
-            grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if weight.requires_grad else None
+            # count * dloss/dW, in the compute dtype, each block's product added by the matmul itself (addmm, beta 1):
+            # in 16 bits it sums the block in fp32 and rounds once into the sum, which is as close to the fp64
+            # gradient as the unfused head's one 16-bit matmul (tests/test_lm_loss.py) and, unlike a 16-bit block
+            # added to an fp32 sum, costs no conversion pass; the division by count joins the backward's scaling
+            grad_w = torch.zeros_like(w) if weight.requires_grad else None
             # Workspaces reused by every block, as a fresh (rows, V) tensor per block costs more in page faults than
             # the arithmetic does on a CPU: the logits z in the compute dtype, which then take the gradient, and in
             # 16 bits an fp32 one for log p = log_softmax(z), as the unfused loss computes it (in fp32 z's own).
@@ -54,8 +58,6 @@ class LinearCrossEntropy(torch.autograd.Function):
             n_max = min(block_rows, h.shape[0])
             logits = torch.empty(n_max, vocab, dtype=dtype, device=h.device)
             log_p = logits if in_fp32 else torch.empty(n_max, vocab, device=h.device)
-            if grad_w is not None and not in_fp32:  # a block's dloss/dW, and its fp32 copy
-                grad_w_block16, grad_w_block = torch.empty_like(w), torch.empty_like(grad_w)
             for start in range(0, h.shape[0], block_rows):
                 rows = slice(start, start + block_rows)
                 h_rows = h[rows]  # (n, d)
@@ -78,26 +80,23 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad_z = p if in_fp32 else z.copy_(p)  # (n, V), compute dtype
                 if grad_h is not None:  # dloss/dh = (dloss/dz) W, rows scaled by 1 / count (0 on ignored rows)
                     grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
-                if grad_w is not None:  # dloss/dW = (dloss/dz)^T h summed in fp32, ignored rows left out, / count below
+                if grad_w is not None:  # count * dloss/dW += (dloss/dz)^T h, ignored rows left out
                     kept_h = h_rows * keep.unsqueeze(1).to(dtype)
-                    if in_fp32:  # addmm's out= form: FlopCounterMode counts it, not addmm_
-                        torch.addmm(grad_w, grad_z.T, kept_h, out=grad_w)
-                    else:  # into fp32 through reused buffers: add_ of a 16-bit tensor would cast it into a new one
-                        grad_w.add_(grad_w_block.copy_(torch.mm(grad_z.T, kept_h, out=grad_w_block16)))
-            if grad_w is not None:
-                grad_w.div_(count)
+                    torch.addmm(grad_w, grad_z.T, kept_h, out=grad_w)  # out= form: FlopCounterMode counts it
         ctx.save_for_backward(
             grad_h.view_as(hidden).to(hidden.dtype) if grad_h is not None else None,
             grad_w.to(weight.dtype) if grad_w is not None else None,
+            count,
         )
         return total / count
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_h, grad_w = ctx.saved_tensors
+        grad_h, grad_w, count = ctx.saved_tensors
         return (
             grad_h * grad_loss if grad_h is not None else None,
-            grad_w * grad_loss if grad_w is not None else None,
+            # one rounding in 16 bits: the fp32 scalar multiplies inside the kernel
+            grad_w * (grad_loss / count) if grad_w is not None else None,
             None,
             None,
             None,
