@@ -28,6 +28,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from ..configuration.configuration_scratchformer import ScratchformerConfig
+from .linear_scratchformer import Linear
 from .masks_scratchformer import BandMask
 from .positions_scratchformer import apply_rotary
 
@@ -161,6 +162,69 @@ def single_query_attention(module, query, key, value, attention_mask, scaling=No
 EXPLICIT_16_BIT_KEYS = range(32, 129)
 
 
+class ExplicitAttention(torch.autograd.Function):
+    """O = softmax(Q K^T s + mask) V with its backward written out: sdpa_attention's 16-bit CPU path.
+
+    Forward, as batched matmuls over the (b * h) heads, the softmax summed in fp32 inside its kernel:
+        S = (s Q) K^T, keys off the mask at the dtype's lowest value; P = softmax(S), 0 for a query with no key;
+        O = P V
+    Backward (flash attention's gradients, from the saved P rather than recomputed), G = dL/dO:
+        dV = P^T G    dP = G V^T    dS = P * (dP - rowsum(P * dP))    dQ = s dS K    dK = dS^T (s Q)
+    Autograd through the same ops would spend a pass on each op that only reshapes or masks: here Q is scaled as
+    it is made contiguous (one pass, where the heads' view is copied anyway), the mask is written into S in place,
+    and dS needs no mask (P is 0 there, so dS is).
+    query (b, h, i, d), key and value (b, h, j, d), bool keep mask (b or 1, 1, i, j) or None; returns (b, i, h, d).
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, keep, scaling: float):
+        (b, h, i, d), j = query.shape, key.shape[2]
+        q = torch.mul(query, scaling, out=query.new_empty(b, h, i, d)).view(b * h, i, d)  # s Q, contiguous
+        k, v = key.reshape(b * h, j, d), value.reshape(b * h, j, d)
+        scores = torch.bmm(q, k.transpose(1, 2)).view(b, h, i, j)
+        if keep is not None:
+            scores.masked_fill_(~keep, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(-1)  # (b, h, i, j)
+        if keep is not None and not (has_key := keep.any(-1, keepdim=True)).all():
+            weights.mul_(has_key)  # a query that may see no key gets 0
+        ctx.save_for_backward(q, k, v, weights)
+        ctx.scaling, ctx.heads = scaling, h
+        return torch.bmm(weights.view(b * h, i, j), v).view(b, h, i, d).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # (b, i, h, d)
+        q, k, v, weights = ctx.saved_tensors
+        (bh, i, d), j, h = q.shape, k.shape[1], ctx.heads
+        p = weights.view(bh, i, j)
+        g = grad_out.transpose(1, 2).reshape(bh, i, d)
+        grad_v = torch.bmm(p.transpose(1, 2), g)
+        grad_s = torch._softmax_backward_data(torch.bmm(g, v.transpose(1, 2)), p, -1, p.dtype)  # P * (dP - rowsum)
+        grad_q = torch.bmm(grad_s, k).mul_(ctx.scaling)
+        grad_k = torch.bmm(grad_s.transpose(1, 2), q)
+        return (
+            grad_q.view(bh // h, h, i, d),
+            grad_k.view(bh // h, h, j, d),
+            grad_v.view(bh // h, h, j, d),
+            None,
+            None,
+        )
+
+
+def explicit_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0):
+    """softmax(Q K^T * scaling + mask) V as ExplicitAttention; with attention dropout while training, or in a
+    compiled graph (which has its own fusion, and no place for the Function's host-side check), the eager kernel
+    on contiguous heads (each matmul would copy the heads' views, and copy them again in its backward).
+    Returns out (b, i, h, d)."""
+    if (dropout and module.training) or torch.compiler.is_compiling():
+        query, key, value = (x.contiguous() for x in (query, key, value))
+        return eager_attention(module, query, key, value, attention_mask, scaling, dropout)[0]
+    keep = attention_mask
+    if keep is None and module.is_causal and query.shape[2] > 1:
+        keep = causal_keep(query.shape[2], key.shape[2], query.device)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    return ExplicitAttention.apply(query, key, value, keep, scaling)
+
+
 def sdpa_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """softmax(Q K^T * scaling + mask) V in torch's fused kernel (flash-style on CPU and GPU), no weights kept.
 
@@ -180,10 +244,7 @@ def sdpa_attention(module, query, key, value, attention_mask, scaling=None, drop
         # weights it keeps are about the size of Q. Over fewer keys its tiny matmuls lost to the kernel in the
         # default job's training steps (G2P, about 10 keys); from about 256 keys on the two cost the same.
         if key.shape[2] in EXPLICIT_16_BIT_KEYS and (attention_mask is None or attention_mask.dtype == torch.bool):
-            # the heads' views made contiguous once: each matmul would copy them, and copy them again in its backward
-            query, key, value = (x.contiguous() for x in (query, key, value))
-            out, _ = eager_attention(module, query, key, value, attention_mask, scaling, dropout)
-            return out, None
+            return explicit_attention(module, query, key, value, attention_mask, scaling, dropout), None
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()
         with torch.autocast("cpu", enabled=False):
@@ -223,11 +284,11 @@ class ScratchformerAttention(nn.Module):
         self.dropout = config.attention_dropout
         self.scaling = self.head_dim**-0.5
         if is_cross_attention:  # queries from the decoder, keys and values from the encoder output
-            self.q_proj = nn.Linear(config.d_model, config.d_model)  # W^q, all heads at once
-            self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model)  # [W^k; W^v], one matmul
+            self.q_proj = Linear(config.d_model, config.d_model)  # W^q, all heads at once
+            self.kv_proj = Linear(config.d_model, 2 * config.d_model)  # [W^k; W^v], one matmul
         else:
-            self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model)  # [W^q; W^k; W^v], one matmul
-        self.out_proj = nn.Linear(config.d_model, config.d_model)  # W^O
+            self.qkv_proj = Linear(config.d_model, 3 * config.d_model)  # [W^q; W^k; W^v], one matmul
+        self.out_proj = Linear(config.d_model, config.d_model)  # W^O
         self.score = SCORES[config.attention_score](config, num_heads, self.head_dim)
         self.normalize = NORMALIZERS[config.attention_normalizer]
         self.fused_kernel_ok = (config.attention_score, config.attention_normalizer) == ("dot", "softmax")

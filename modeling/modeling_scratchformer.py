@@ -40,6 +40,7 @@ from transformers.utils import can_return_tuple
 from ..configuration.configuration_scratchformer import ScratchformerConfig
 from .attention_scratchformer import ATTENTION_CLASSES, AdditiveScore
 from .compat_scratchformer import CACHE_FIELD, cache_field, the_cache
+from .linear_scratchformer import Linear
 from .loss_scratchformer import linear_cross_entropy
 from .masks_scratchformer import padding_mask, self_attention_mask
 from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, SinusoidalPositionEncoding
@@ -47,19 +48,22 @@ from .positions_scratchformer import POSITIONS, RotaryPositionEncoding, Sinusoid
 # ---------------------------------------------------------------------------------------------- dropout
 
 
-def keep_decisions(x, p):
-    """Inverted dropout's random part on the CPU: a bool keep mask shaped like x, and the scale 1 / (1 - p).
+def keep_decisions(x, p, dtype=torch.bool):
+    """Inverted dropout's random part on the CPU: a keep mask shaped like x (1 = keep, in ``dtype``), and the
+    scale 1 / (1 - p).
 
     The keep/drop decisions are 16-bit uniform integers, cut four at a time from 64-bit draws of torch's
     generator, so p is rounded to a multiple of 2^-16 and the scale uses the rounded value: E[keep * scale] = 1
     exactly. torch's CPU F.dropout draws one random number per element through bernoulli_, which took 12% of a
     training step here; a quarter as many draws makes a call about twice as fast (benchmarks/bench.py,
-    "dropout"; tests/test_modeling.py checks the statistics).
+    "dropout"; tests/test_modeling.py checks the statistics). The comparison writes the mask in ``dtype``
+    directly: a bool mask cast afterwards costs one more pass over it.
     """
     dropped = round(p * 2**16)  # P(drop) = dropped / 2^16
     words = torch.randint(-(2**63), 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64)  # ceil(numel / 4)
     bits = words.view(torch.int16)[: x.numel()].view(x.shape)  # uniform over [-2^15, 2^15)
-    return bits >= dropped - 2**15, 2**16 / (2**16 - dropped)
+    keep = torch.ge(bits, dropped - 2**15, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+    return keep, 2**16 / (2**16 - dropped)
 
 
 def uses_keep_decisions(x, p):
@@ -104,8 +108,8 @@ def add_dropout(x, y, p, training=True):
     """x + dropout(y), as a residual connection adds a sublayer's output: on the CPU one AddDropout, a pass fewer
     than the two ops forward and backward."""
     if training and uses_keep_decisions(y, p):
-        keep, scale = keep_decisions(y, p)
-        return AddDropout.apply(x, y, keep.to(y.dtype), scale)
+        keep, scale = keep_decisions(y, p, y.dtype)
+        return AddDropout.apply(x, y, keep, scale)
     return x + dropout(y, p, training)
 
 
@@ -151,13 +155,17 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: ScratchformerConfig, ffn_dim):
         super().__init__()
-        self.fc1 = nn.Linear(config.d_model, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.fc1 = Linear(config.d_model, ffn_dim)
+        self.fc2 = Linear(ffn_dim, config.d_model)
         self.activation = ACT2FN[config.activation_function]
         self.activation_dropout = config.activation_dropout
+        self.relu = config.activation_function == "relu"
 
     def forward(self, x):
-        x = self.activation(self.fc1(x))
+        if self.relu and type(self.fc1) is Linear and self.fc1.runs_plain():  # not wrapped (an adapter, say)
+            x = self.fc1.forward_relu(x)  # act(W_1 x + b_1) in one kernel where linear_scratchformer fuses
+        else:
+            x = self.activation(self.fc1(x))
         if self.training and self.activation_dropout:
             x = dropout(x, self.activation_dropout)
         return self.fc2(x)

@@ -264,6 +264,43 @@ def test_16_bit_sdpa_on_a_cpu(keys, autocast):
         torch.testing.assert_close(low.grad.float(), high.grad, atol=6e-2, rtol=6e-2)
 
 
+@pytest.mark.parametrize("mask", ["none", "causal", "a query with no key"])
+def test_explicit_attention_backward_is_the_gradient(mask):
+    """ExplicitAttention's hand-written backward (flash attention's formulas) against autograd through the written-
+    out formula softmax(Q K^T s + mask) V, in float64, with keys masked off and a query that may see none (its
+    output and gradients are 0); and torch.autograd.gradcheck's finite differences."""
+    from scratchformer.modeling.attention_scratchformer import ExplicitAttention
+
+    b, h, i, j, d, s = 2, 3, 5, 7, 4, 0.37
+    g = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(b, h, n, d, generator=g, dtype=torch.float64) for n in (i, j, j))
+    heads_view = torch.randn(b, i, h, d, generator=g, dtype=torch.float64).transpose(1, 2)  # strided, as split_heads
+    query = heads_view.copy_(query)
+    keep = {
+        "none": None,
+        "causal": torch.ones(i, j, dtype=torch.bool).tril(j - i)[None, None],
+        "a query with no key": torch.rand(b, 1, i, j, generator=g) > 0.4,
+    }[mask]
+    if mask == "a query with no key":
+        keep[1, 0, 2] = False
+    inputs = [x.detach().requires_grad_() for x in (query, key, value)]
+    got = ExplicitAttention.apply(*inputs, keep, s)  # (b, i, h, d)
+    scores = inputs[0] @ inputs[1].transpose(-1, -2) * s
+    if keep is not None:
+        scores = scores.masked_fill(~keep, -math.inf)
+    weights = scores.softmax(-1).nan_to_num(0.0)  # a row of -inf: no key, weight 0
+    expected = (weights @ inputs[2]).transpose(1, 2)
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    got_grads = torch.autograd.grad(got, inputs, upstream)
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    for a, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(a, e)
+    if mask == "a query with no key":
+        assert not got[1, 2].any() and not got_grads[0][1, :, 2].any()
+    assert torch.autograd.gradcheck(lambda q, k, v: ExplicitAttention.apply(q, k, v, keep, s), inputs)
+
+
 def test_a_kernel_registered_with_transformers_is_used():
     """attn_implementation names other than eager/sdpa go through transformers' AttentionInterface."""
     from transformers import AttentionInterface

@@ -32,6 +32,7 @@ UPLOADED = {  # what a seq2seq export holds
     "masks_scratchformer.py",
     "positions_scratchformer.py",
     "loss_scratchformer.py",
+    "linear_scratchformer.py",
     "compat_scratchformer.py",
     "README.md",
     "card_info.json",

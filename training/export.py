@@ -2,7 +2,7 @@
 
     out_dir/
       model.safetensors (or shards + index), config.json (with auto_map), generation_config.json
-      configuration_scratchformer.py  modeling_scratchformer.py  attention_/masks_/positions_/loss_/compat_scratchformer.py
+      configuration_scratchformer.py  modeling_scratchformer.py  attention_/masks_/positions_/loss_/linear_/compat_scratchformer.py
       tokenizer.json  tokenizer_config.json ...        AutoTokenizer loads them with no custom code
       README.md                                        model card rendered from the repo's model_card.md
       card_info.json  loss_curve.png  attention_map.png
