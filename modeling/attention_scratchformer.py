@@ -172,7 +172,7 @@ class ExplicitAttention(torch.autograd.Function):
         dV = P^T G    dP = G V^T    dS = P * (dP - rowsum(P * dP))    dQ = s dS K    dK = dS^T (s Q)
     Autograd through the same ops would spend a pass on each op that only reshapes or masks: here Q is scaled as
     it is made contiguous (one pass, where the heads' view is copied anyway), the mask is written into S in place,
-    and dS needs no mask (P is 0 there, so dS is).
+    dS needs no mask (P is 0 there, so dS is) and dQ's s is the matmul's alpha.
     query (b, h, i, d), key and value (b, h, j, d), bool keep mask (b or 1, 1, i, j) or None; returns (b, i, h, d).
     """
 
@@ -199,7 +199,7 @@ class ExplicitAttention(torch.autograd.Function):
         g = grad_out.transpose(1, 2).reshape(bh, i, d)
         grad_v = torch.bmm(p.transpose(1, 2), g)
         grad_s = torch._softmax_backward_data(torch.bmm(g, v.transpose(1, 2)), p, -1, p.dtype)  # P * (dP - rowsum)
-        grad_q = torch.bmm(grad_s, k).mul_(ctx.scaling)
+        grad_q = torch.baddbmm(grad_s.new_empty(()), grad_s, k, beta=0, alpha=ctx.scaling)  # s inside the matmul
         grad_k = torch.bmm(grad_s.transpose(1, 2), q)
         return (
             grad_q.view(bh // h, h, i, d),

@@ -79,7 +79,7 @@ class LinearCrossEntropy(torch.autograd.Function):
                     p.sub_(eps / vocab)
                 grad_z = p if in_fp32 else z.copy_(p)  # (n, V), compute dtype
                 if grad_h is not None:  # dloss/dh = (dloss/dz) W, rows scaled by 1 / count (0 on ignored rows)
-                    grad_h[rows] = torch.mm(grad_z, w).mul_((keep / count).unsqueeze(1))
+                    torch.mm(grad_z, w, out=grad_h[rows]).mul_((keep / count).unsqueeze(1))
                 if grad_w is not None:  # count * dloss/dW += (dloss/dz)^T h, ignored rows left out
                     kept_h = h_rows * keep.unsqueeze(1).to(dtype)
                     torch.addmm(grad_w, grad_z.T, kept_h, out=grad_w)  # out= form: FlopCounterMode counts it
