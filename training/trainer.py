@@ -117,8 +117,8 @@ def bf16_advice(
     if mixed_precision in ("bf16", "bf16-weights") and (wait_policy or "").upper() == "PASSIVE" and threads > 1:
         return logging.INFO, (
             f"OMP_WAIT_POLICY=PASSIVE with {threads} threads: every parallel region wakes sleeping threads, a cost "
-            "bf16 does not shrink; bench.py's d_model 256 model trained bf16-weights 1.93-2.02x fp32 that way on a "
-            "2-core AMX CPU and 2.20-2.28x with torch's default spinning threads (benchmarks/bf16_threads.py): "
+            "bf16 does not shrink; bench.py's d_model 256 model trained bf16-weights 1.93-2.10x fp32 that way on a "
+            "2-core AMX CPU and 2.16-2.28x with torch's default spinning threads (benchmarks/bf16_threads.py): "
             "leave it unset when this run has the CPU to itself"
         )
     if mixed_precision == "no" and flags:
