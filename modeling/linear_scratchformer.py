@@ -22,11 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+LINEAR_POINTWISE = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # absent from builds without oneDNN
+
 
 @functools.cache
 def onednn_bf16() -> bool:
-    """Whether this torch build and CPU run oneDNN matmuls in bf16."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """Whether this torch build and CPU run oneDNN's fused matmul in bf16."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return LINEAR_POINTWISE is not None and torch.backends.mkldnn.is_available() and bool(supported and supported())
 
 
 def fuses(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -47,7 +50,7 @@ class OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, relu: bool):
         x = x.contiguous()
-        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
+        y = LINEAR_POINTWISE(x, weight, bias, "relu" if relu else "none", [], "")
         ctx.save_for_backward(x, weight, y if relu else None)
         ctx.has_bias = bias is not None
         return y
@@ -92,8 +95,9 @@ def linear_pointwise_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> 
     return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
 
 
-if torch.ops.mkldnn._linear_pointwise not in flop_registry:  # a Hub remote-code copy of this file runs this again
-    register_flop_formula(torch.ops.mkldnn._linear_pointwise)(linear_pointwise_flop)
+# a Hub remote-code copy of this file runs this again
+if LINEAR_POINTWISE is not None and LINEAR_POINTWISE not in flop_registry:
+    register_flop_formula(LINEAR_POINTWISE)(linear_pointwise_flop)
 
 
 __all__ = ["Linear", "linear"]

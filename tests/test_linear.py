@@ -55,6 +55,17 @@ def test_fused_linear_gradients_by_finite_differences():
         assert torch.autograd.gradcheck(fused, (x, weight, bias), eps=1e-3, atol=1e-3, rtol=1e-2)
 
 
+def test_a_torch_without_onednn_bf16_keeps_f_linear(monkeypatch):
+    """Where the build or the CPU has no oneDNN bf16 matmul (onednn_bf16() False), bf16 layers run F.linear."""
+    from scratchformer.modeling import linear_scratchformer
+
+    monkeypatch.setattr(linear_scratchformer, "onednn_bf16", lambda: False)
+    x, weight, bias = (t.detach() for t in layer_inputs(torch.bfloat16))
+    assert not fuses(x, weight)
+    monkeypatch.setattr(OneDNNLinear, "apply", None)  # would raise if called
+    assert torch.equal(linear(x, weight, bias, relu=True), torch.relu(F.linear(x, weight, bias)))
+
+
 def test_other_dtypes_devices_and_compiled_code_keep_f_linear():
     x, weight, _ = layer_inputs(torch.float32)
     assert not fuses(x, weight)  # fp32: the two kernels cost the same
