@@ -168,6 +168,7 @@ class ExplicitAttention(torch.autograd.Function):
     Forward, as batched matmuls over the (b * h) heads, the softmax summed in fp32 inside its kernel:
         S = (s Q) K^T, keys off the mask at the dtype's lowest value; P = softmax(S), 0 for a query with no key;
         O = P V
+    (P is softmax_over_keys, the "softmax" normaliser, written in place here, its empty-row product only when needed.)
     Backward (flash attention's gradients, from the saved P rather than recomputed), G = dL/dO:
         dV = P^T G    dP = G V^T    dS = P * (dP - rowsum(P * dP))    dQ = s dS K    dK = dS^T (s Q)
     Autograd through the same ops would spend a pass on each op that only reshapes or masks: here Q is scaled as

@@ -75,7 +75,7 @@ def test_other_dtypes_devices_and_compiled_code_keep_f_linear():
 
 
 @needs_onednn_bf16
-def test_the_ffn_fuses_its_relu_only_when_nothing_is_left_out():
+def test_the_ffn_fuses_its_relu_only_when_nothing_is_left_out(monkeypatch):
     """A bf16 FFN with ReLU runs fc1 and the ReLU as one OneDNNLinear; with a forward hook on fc1 (which must see
     fc1's own output) or fc1 wrapped (an adapter), fc1 is called as a module and the ReLU applied after it. The
     three give the same output."""
@@ -90,30 +90,26 @@ def test_the_ffn_fuses_its_relu_only_when_nothing_is_left_out():
         fused_relu.append(args[-1])
         return original(*args)
 
-    OneDNNLinear.apply = spy
-    try:
-        plain = ffn(x)
-        assert fused_relu == [True, False]  # fc1 + ReLU, then fc2
-        seen = []
-        handle = ffn.fc1.register_forward_hook(lambda module, args, out: seen.append(out.min().item()))
-        hooked = ffn(x)
-        handle.remove()
-        assert fused_relu[2:] == [False, False] and seen and seen[0] < 0  # the hook saw fc1's output before ReLU
+    monkeypatch.setattr(OneDNNLinear, "apply", spy)
+    plain = ffn(x)
+    assert fused_relu == [True, False]  # fc1 + ReLU, then fc2
+    seen = []
+    handle = ffn.fc1.register_forward_hook(lambda module, args, out: seen.append(out.min().item()))
+    hooked = ffn(x)
+    handle.remove()
+    assert fused_relu[2:] == [False, False] and seen and seen[0] < 0  # the hook saw fc1's output before ReLU
 
-        class Adapter(torch.nn.Module):
-            def __init__(self, base):
-                super().__init__()
-                self.base = base
+    class Adapter(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
 
-            def forward(self, x):
-                return self.base(x)
+        def forward(self, x):
+            return self.base(x)
 
-        fc1, ffn.fc1 = ffn.fc1, Adapter(ffn.fc1)
-        wrapped = ffn(x)
-        ffn.fc1 = fc1
-        assert fused_relu[4:] == [False, False]
-    finally:
-        OneDNNLinear.apply = original
+    monkeypatch.setattr(ffn, "fc1", Adapter(ffn.fc1))
+    wrapped = ffn(x)
+    assert fused_relu[4:] == [False, False]
     assert torch.equal(plain, hooked) and torch.equal(plain, wrapped)
 
 
