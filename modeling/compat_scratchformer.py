@@ -23,7 +23,7 @@ from packaging.version import Version
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
 # Oldest and newest transformers release the suite passed on (.ci/run: lowest, lock, newest).
-TESTED_TRANSFORMERS = ("5.17.0", "5.24.0")
+TESTED_TRANSFORMERS = ("5.17.0", "5.25.0")
 # The requirement that installs a tested release: from the oldest up to the next major.
 TESTED_REQUIREMENT = f"transformers>={TESTED_TRANSFORMERS[0]},<{Version(TESTED_TRANSFORMERS[0]).major + 1}"
 
