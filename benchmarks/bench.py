@@ -56,7 +56,7 @@ from transformers.utils import logging as hf_logging
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
 from scratchformer.modeling.compat_scratchformer import CACHE_FIELD, cache_field
 from scratchformer.modeling.modeling_scratchformer import dropout as scratchformer_dropout
-from scratchformer.training.bf16_weights import Bf16Weights
+from scratchformer.training.bf16_weights import Bf16AdamW, Bf16Weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_memory import PeakMemoryServer  # noqa: E402
@@ -277,16 +277,15 @@ def autocast_bf16():
 
 def bf16_weights_step(model, x, y_in, y):
     """One step the way the trainer's --mixed_precision bf16-weights takes it (training/bf16_weights.py): forward
-    and backward on a bf16 copy, AdamW on the fp32 weights, the copy refreshed; and the copy, to count FLOPs on."""
+    and backward on a bf16 copy, then Bf16AdamW's one pass: AdamW on the fp32 weights from the bf16 gradients, the
+    copy refreshed (no clipping: the fp32 rows do not clip either); and the copy, to count FLOPs on."""
     model.train()
     compute = Bf16Weights(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    optimizer = Bf16AdamW(model.parameters(), lr=1e-4).tie(compute)
 
     def step():
         loss_of(compute, x, y_in, y).backward()
-        compute.gradients_to_master()
         optimizer.step()
-        compute.refresh()
         optimizer.zero_grad(set_to_none=True)
 
     return step, compute.module

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scratchformer import ScratchformerConfig, ScratchformerForConditionalGeneration
-from scratchformer.training.bf16_weights import Bf16Weights
+from scratchformer.training.bf16_weights import Bf16AdamW, Bf16Weights
 
 CONFIG = dict(
     vocab_size=40,
@@ -104,3 +104,115 @@ def test_updates_below_bf16_resolution_are_kept_by_the_master_weights():
 def test_an_fp32_model_is_required():
     with pytest.raises(ValueError, match="needs an fp32 model .* it has torch.bfloat16"):
         Bf16Weights(model().to(torch.bfloat16))
+
+
+def groups(model, decay=0.5):
+    """Two param groups, as make_optimizer's: weight decay on the matrices, none on the rest."""
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+@pytest.mark.parametrize("path", ["compiled", "composed"])
+def test_bf16_adamw_is_torch_adamw_with_clipping_and_the_copy_refreshed(path):
+    """Bf16AdamW's one step (the compiled pass, or its composition of torch's ops) against the four calls it
+    replaces, torch's own: gradients_to_master(), clip_grad_norm_, AdamW(fused=True).step() and refresh(); over 3
+    steps of 2 accumulated micro-batches, two weight-decay groups, a rate that changes every step and a clip that
+    bites (max norm 0.5). Each step starts both from the same weights and state: an fp32 rounding difference would
+    otherwise flip a bf16 rounding of the copy and grow through the next forward."""
+    ours = model()
+    compute = Bf16Weights(ours)
+    optimizer = Bf16AdamW(groups(ours), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, max_grad_norm=0.5).tie(compute)
+    if path == "composed":
+        optimizer.compiled = False
+    reference = model()
+    reference_compute = Bf16Weights(reference)
+    reference_optimizer = torch.optim.AdamW(groups(reference), lr=1e-2, betas=(0.8, 0.95), eps=1e-6, fused=True)
+    data, norms = batches(6), []
+    for step, micro in enumerate((data[0:2], data[2:4], data[4:6])):
+        reference.load_state_dict(ours.state_dict())
+        reference_compute.refresh()
+        reference_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # AdamW's format: it loads
+        for o in (optimizer, reference_optimizer):
+            for group in o.param_groups:
+                group["lr"] = 1e-2 / (step + 1)
+        compute(**micro[0]).loss.backward()
+        compute.gradients_to_master()  # an accumulating micro-batch, as the trainer's
+        compute(**micro[1]).loss.backward()  # the last one's bf16 gradients: read by the step
+        optimizer.step()
+        optimizer.zero_grad()
+
+        for batch in micro:
+            reference_compute(**batch).loss.backward()
+            reference_compute.gradients_to_master()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)))
+        reference_optimizer.step()
+        reference_compute.refresh()
+        reference_optimizer.zero_grad()
+
+        for (name, p), q in zip(ours.named_parameters(), reference.parameters()):
+            torch.testing.assert_close(
+                p, q, rtol=1e-5, atol=1e-6, msg=lambda m, name=name, step=step: f"{name} step {step}: {m}"
+            )
+        for p16, p32 in zip(compute.params, compute.master_params):  # the copy: bf16 of the masters, exactly
+            assert torch.equal(p16, p32.to(torch.bfloat16)) and p16.grad is None
+        state, reference_state = optimizer.state_dict()["state"], reference_optimizer.state_dict()["state"]
+        assert state.keys() == reference_state.keys()
+        for key in state:
+            assert float(state[key]["step"]) == float(reference_state[key]["step"]) == step + 1
+            torch.testing.assert_close(state[key]["exp_avg"], reference_state[key]["exp_avg"], rtol=1e-5, atol=1e-7)
+    assert min(norms) > 0.5  # the clip changed every step
+
+
+def test_bf16_adamw_state_loads_into_torch_adamw_and_back():
+    """The state_dict is AdamW's: a checkpoint of either optimiser loads into the other and steps on equally."""
+    ours, theirs = model(), model()
+    compute = Bf16Weights(ours)
+    optimizer = Bf16AdamW(groups(ours), lr=1e-3).tie(compute)
+    compute(**batches(1)[0]).loss.backward()
+    optimizer.step()
+    adamw = torch.optim.AdamW(groups(theirs), lr=1e-3, fused=True)
+    adamw.load_state_dict(optimizer.state_dict())
+    back = Bf16AdamW(groups(theirs), lr=1e-3)
+    back.load_state_dict(adamw.state_dict())
+    assert back.state_dict()["state"].keys() == optimizer.state_dict()["state"].keys()
+
+
+def test_bf16_adamw_refuses_what_its_pass_does_not_do():
+    with pytest.raises(ValueError, match="amsgrad=True is not supported"):
+        Bf16AdamW(model().parameters(), amsgrad=True)
+    with pytest.raises(ValueError, match="not the master weights of this Bf16Weights"):
+        Bf16AdamW(model().parameters()).tie(Bf16Weights(model()))
+
+
+def test_bf16_adamw_takes_torch_ops_when_its_pass_cannot_compile(monkeypatch, caplog):
+    """A compiler error on the first step (no C++ compiler, say) is a warning, and that step and the next are the
+    composition: the weights equal those of an optimiser told to compose from the start."""
+
+    def no_compiler(fn, **kwargs):
+        def failing(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+
+        return failing
+
+    results = []
+    for broken in (True, False):
+        ours = model()
+        compute = Bf16Weights(ours)
+        optimizer = Bf16AdamW(groups(ours), lr=1e-2, max_grad_norm=0.5).tie(compute)
+        if broken:
+            monkeypatch.setattr(torch, "compile", no_compiler)
+        else:
+            optimizer.compiled = False
+        for batch in batches(2):
+            compute(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        monkeypatch.undo()
+        results.append([p.detach().clone() for p in ours.parameters()])
+        if broken:
+            assert optimizer.compiled is False  # given up after the first try: the next steps do not retry
+    assert "did not compile (no C++ compiler)" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(*results))

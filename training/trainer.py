@@ -368,6 +368,8 @@ class Trainer:
                 self.log_file.truncate_after(self.state.step)
         # what the training forward and backward run on: the model, or its bf16 copy (bf16_weights.py)
         self.compute = Bf16Weights(accelerator.unwrap_model(self.model)) if self.bf16_weights else self.model
+        if self.bf16_weights:
+            self.optimizer.optimizer.tie(self.compute)  # Bf16AdamW (make_optimizer), inside accelerate's wrapper
         accelerator.init_trackers("tensorboard", config=flat_hparams(self.model_args, self.data_args, args))
 
         stop = self.loop(loader)
@@ -431,17 +433,16 @@ class Trainer:
                 self.state.skipped_batches += 1
                 return False
             accelerator.backward(loss)
-            if self.bf16_weights:
-                self.compute.gradients_to_master()
+            if self.bf16_weights:  # Bf16AdamW's step reads the last bf16 gradients, clips and refreshes the copy
+                if not accelerator.sync_gradients or accelerator.num_processes > 1:
+                    self.compute.gradients_to_master()  # summed in fp32 over micro-batches; averaged in fp32
                 if accelerator.sync_gradients:
                     self.compute.average_gradients(accelerator)
-            if accelerator.sync_gradients and self.args.max_grad_norm:
+            elif accelerator.sync_gradients and self.args.max_grad_norm:
                 accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
             self.optimizer.step()
             if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                 self.scheduler.step()
-                if self.bf16_weights:
-                    self.compute.refresh()
             self.optimizer.zero_grad()
         self.state.batch_in_epoch += 1
         rows, real = batch["attention_mask"].shape[0], batch["attention_mask"]
