@@ -94,7 +94,7 @@ def bf16_advice(
 ) -> tuple[int, str] | None:
     """(log level, message) about bf16 on a CPU, or None; the figures are the README's (Performance).
 
-    bf16 weights with fp32 masters trained bench.py's d_model 256 model 2.01x faster than fp32 on an Intel Xeon
+    bf16 weights with fp32 masters trained bench.py's d_model 256 model 2.08x faster than fp32 on an Intel Xeon
     with AMX and 2.26x on an AMD EPYC with AVX512-BF16 (fused loss, both); the default job (d_model 128) 1.02x and
     1.65x. bf16 autocast trained the default job at 0.92x fp32's tokens/s on the AMX host (its per-op casts cost
     more than the small matmuls gain) and 1.18x on the AMD one. Without native bf16 it is emulated. The trainer
@@ -117,14 +117,14 @@ def bf16_advice(
     if mixed_precision in ("bf16", "bf16-weights") and (wait_policy or "").upper() == "PASSIVE" and threads > 1:
         return logging.INFO, (
             f"OMP_WAIT_POLICY=PASSIVE with {threads} threads: every parallel region wakes sleeping threads, a cost "
-            "bf16 does not shrink; bench.py's d_model 256 model trained bf16-weights 1.93-2.10x fp32 that way on a "
-            "2-core AMX CPU and 2.16-2.28x with torch's default spinning threads (benchmarks/bf16_threads.py): "
+            "bf16 does not shrink; bench.py's d_model 256 model trained bf16-weights 2.01-2.17x fp32 that way on a "
+            "2-core AMX CPU and 2.24-2.36x with torch's default spinning threads (benchmarks/bf16_threads.py): "
             "leave it unset when this run has the CPU to itself"
         )
     if mixed_precision == "no" and flags:
         return logging.INFO, (
             f"this CPU computes bf16 natively ({', '.join(flags)}): --mixed_precision bf16-weights trained "
-            "benchmarks/bench.py's d_model 256 model 2.01x faster than fp32 on an AMX CPU and 2.26x on an "
+            "benchmarks/bench.py's d_model 256 model 2.08x faster than fp32 on an AMX CPU and 2.26x on an "
             "AVX512-BF16 one, the default job (d_model 128) 1.02x and 1.65x; this run uses fp32"
         )
     return None
