@@ -183,6 +183,10 @@ def test_bf16_adamw_state_loads_into_torch_adamw_and_back():
 def test_bf16_adamw_refuses_what_its_pass_does_not_do():
     with pytest.raises(ValueError, match="amsgrad=True is not supported"):
         Bf16AdamW(model().parameters(), amsgrad=True)
+    with pytest.raises(ValueError, match="fused=False is not supported"):
+        Bf16AdamW(model().parameters(), fused=False)
+    with pytest.raises(ValueError, match="max_grad_norm must be positive .* got -1.0"):
+        Bf16AdamW(model().parameters(), max_grad_norm=-1.0)
     with pytest.raises(ValueError, match="not the master weights of this Bf16Weights"):
         Bf16AdamW(model().parameters()).tie(Bf16Weights(model()))
 

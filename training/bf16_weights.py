@@ -87,8 +87,8 @@ def adamw_from_bf16(
         w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)     (t: ``steps``, already counted)
         w16 <- bf16(w)
 
-    torch's AdamW, in its fused kernel's order of operations. ``lrs`` is a tensor with each tensor's rate, so a new
-    rate is new data, not a new program."""
+    torch's AdamW (its fused kernel's formulas). ``lrs`` is a tensor of each tensor's rate, so that a new rate is new
+    data, not a new program; ``weight_decays`` are floats, fixed for a run."""
     beta1, beta2 = betas
     if grads16 is None:
         grads = list(grads32)
@@ -124,7 +124,10 @@ class Bf16AdamW(torch.optim.AdamW):
         for flag in ("amsgrad", "maximize", "capturable", "differentiable", "foreach"):
             if kwargs.get(flag):
                 raise ValueError(f"Bf16AdamW: {flag}=True is not supported (AdamW's default, False, is)")
-        kwargs.pop("fused", None)
+        if kwargs.pop("fused", None) is False:
+            raise ValueError("Bf16AdamW: fused=False is not supported (its step is one fused pass)")
+        if max_grad_norm is not None and max_grad_norm < 0:
+            raise ValueError(f"Bf16AdamW: max_grad_norm must be positive (or None: no clipping), got {max_grad_norm}")
         super().__init__(params, fused=True, **kwargs)
         self.max_grad_norm = max_grad_norm
         self.weights: Bf16Weights | None = None
