@@ -176,7 +176,7 @@ class Bf16AdamW(torch.optim.AdamW):
         has32, has16 = [g is not None for g in grads32], [g is not None for g in grads16]
         parts = (params, grads32 if any(has32) else None, grads16 if any(has16) else None)
         if (any(has32) and not all(has32)) or (any(has16) and not all(has16)):
-            self._move_to_master(params, grads16)  # some tensors have only one part: make every g32 whole
+            self.weights.gradients_to_master()  # some tensors have only one part (so some g16): make every g32 whole
             parts = (params, [p.grad for p in params], None)
         copies = copies if all(c is not None for c in copies) else None
         if not self._compiled_step(parts, exp_avgs, exp_avg_sqs, steps, copies, lrs, decays, group):
@@ -184,12 +184,6 @@ class Bf16AdamW(torch.optim.AdamW):
         for p16 in copy_of.values():
             p16.grad = None
         return None
-
-    @staticmethod
-    def _move_to_master(params, grads16):
-        for p, g16 in zip(params, grads16):
-            if g16 is not None:
-                p.grad = g16.float() if p.grad is None else p.grad.add_(g16)
 
     def _compiled_step(self, parts, exp_avgs, exp_avg_sqs, steps, copies, lrs, decays, group) -> bool:
         """The step as ``adamw_from_bf16`` compiled, on a CPU; False where it does not run (another device, or it
@@ -216,9 +210,9 @@ class Bf16AdamW(torch.optim.AdamW):
 
     def _composed(self, params, grads32, grads16, exp_avgs, exp_avg_sqs, steps, copies, lrs, decays, group):
         """torch's own ops, one after the other: the fp32 gradients, clip_grad_norm_'s formula, the fused AdamW
-        kernel per weight-decay group, the bf16 copy."""
+        kernel per weight-decay group, the bf16 copy: Bf16Weights' own two calls around torch's."""
         if grads16 is not None:
-            self._move_to_master(params, grads16)
+            self.weights.gradients_to_master()
         grads = [p.grad for p in params]
         if self.max_grad_norm:
             torch.nn.utils.clip_grads_with_norm_(params, self.max_grad_norm, torch.nn.utils.get_total_norm(grads))
@@ -230,7 +224,7 @@ class Bf16AdamW(torch.optim.AdamW):
                 beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=decay, eps=group["eps"], maximize=False,
             )  # fmt: skip
         if copies is not None:
-            torch._foreach_copy_(copies, params)
+            self.weights.refresh()
 
 
 __all__ = ["Bf16AdamW", "Bf16Weights", "adamw_from_bf16"]
